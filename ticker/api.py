@@ -1,0 +1,169 @@
+"""The JSON API: publish and act on items (bearer token), read what is on air.
+
+Writes validate exactly as the reader does (`items.parse_entry`), then XADD; the reader
+fans the entry out like any other publisher's, so HTTP and raw Redis behave the same.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ticker.errors import Unavailable, ValidationError
+from ticker.hub import ChannelHub
+from ticker.httpio import HTTPError, read_json_object
+from ticker.items import OPS, entry_fields, parse_entry, parse_stream_id
+from ticker.runtime import Runtime
+
+PUBLISH_FIELDS = {"text", "source", "urgency", "link", "tags", "ttl", "expires", "idem"}
+OP_FIELDS: dict[str, set[str]] = {
+    "correct": {"text", "source", "urgency", "link", "tags", "reason"},
+    "kill": {"reason"},
+    "hold": {"reason"},
+    "release": set(),
+    "pin": set(),
+    "unpin": set(),
+    "extend": {"ttl", "expires"},
+}
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.state.ticker
+    return runtime
+
+
+def channel_of(request: Request) -> ChannelHub:
+    name = request.path_params["channel"]
+    channel = runtime_of(request).hub.channel(name)
+    if channel is None:
+        raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
+    return channel
+
+
+async def bearer_name(request: Request) -> str:
+    """The token owner's name; 401 without a valid `Authorization: Bearer` token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPError(401, "unauthorized", "send Authorization: Bearer <token>",
+                        headers={"WWW-Authenticate": 'Bearer realm="ticker"'})
+    try:
+        name = await runtime_of(request).store.verify_token(token.strip())
+    except RedisError:
+        raise Unavailable("Redis is unreachable; try again") from None
+    if name is None:
+        raise HTTPError(401, "unauthorized", "unknown or revoked token",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return name
+
+
+def to_fields(body: dict[str, Any], allowed: set[str]) -> dict[str, str]:
+    """JSON values -> stream field strings, refusing unknown fields and wrong types."""
+    fields: dict[str, str] = {}
+    for key, value in body.items():
+        if key not in allowed:
+            raise ValidationError(f"unknown field {key!r}", field=key)
+        if value is None:
+            continue
+        if key == "tags" and isinstance(value, list):
+            if not all(isinstance(t, str) for t in value):
+                raise ValidationError("tags must be strings", field="tags")
+            fields[key] = ",".join(value)
+        elif key in ("ttl", "expires", "urgency") and isinstance(value, int) \
+                and not isinstance(value, bool):
+            fields[key] = str(value)
+        elif isinstance(value, str):
+            fields[key] = value
+        else:
+            raise ValidationError(f"{key} has the wrong type", field=key)
+    return fields
+
+
+async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) -> str:
+    entry = parse_entry(fields)
+    try:
+        return await runtime_of(request).store.append(channel.info.name, entry_fields(entry))
+    except RedisError:
+        raise Unavailable(
+            "Redis is unreachable: the item was not published; retry (with an idem key)"
+        ) from None
+
+
+async def publish(request: Request) -> Response:
+    channel = channel_of(request)
+    by = await bearer_name(request)
+    body = await read_json_object(request, runtime_of(request).settings.max_body)
+    if "text" not in body:
+        raise ValidationError("text is missing", field="text")
+    fields = to_fields(body, PUBLISH_FIELDS)
+    fields["by"] = by
+    idem = fields.get("idem")
+    if idem:
+        earlier = channel.state.idem_item(idem.strip())
+        if earlier is not None:
+            return JSONResponse({"id": earlier, "cursor": earlier, "channel": channel.info.name,
+                                 "duplicate": True}, status_code=200)
+    entry_id = await append(request, channel, fields)
+    return JSONResponse({"id": entry_id, "cursor": entry_id, "channel": channel.info.name},
+                        status_code=201, headers={"Location": request.url.path + "/" + entry_id})
+
+
+async def act(request: Request) -> Response:
+    channel = channel_of(request)
+    op = request.path_params["op"]
+    item_id = request.path_params["item"]
+    if op not in OP_FIELDS:
+        raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
+                        field="op")
+    by = await bearer_name(request)
+    if parse_stream_id(item_id) is None:
+        raise HTTPError(404, "not_found", "no such item", field="item")
+    body = await read_json_object(request, runtime_of(request).settings.max_body,
+                                  optional=True)
+    item = channel.state.items.get(item_id)
+    if item is None:
+        raise HTTPError(404, "not_found", f"no item {item_id} in {channel.info.name}",
+                        field="item")
+    if item.killed:
+        raise HTTPError(409, "conflict", f"item {item_id} was killed", field="item")
+    fields = to_fields(body, OP_FIELDS[op])
+    fields.update(op=op, item=item_id, by=by)
+    entry_id = await append(request, channel, fields)
+    return JSONResponse({"id": item_id, "cursor": entry_id, "op": op,
+                         "channel": channel.info.name}, status_code=201)
+
+
+async def on_air(request: Request) -> Response:
+    channel = channel_of(request)
+    now = int(time.time() * 1000)
+    items = [it.public() for it in channel.state.on_air(now)]
+    return JSONResponse({"channel": channel.info.name, "cursor": channel.state.cursor,
+                         "now": now, "items": items},
+                        headers={"Cache-Control": "public, max-age=2"})
+
+
+async def snapshot(request: Request) -> Response:
+    """The snapshot frame as plain JSON: the polling fallback, cacheable for a few seconds."""
+    channel = channel_of(request)
+    payload = channel.snapshot_payload(int(time.time() * 1000))
+    return Response(payload, media_type="application/json",
+                    headers={"Cache-Control": "public, max-age=2"})
+
+
+async def channels(request: Request) -> Response:
+    runtime = runtime_of(request)
+    return JSONResponse({"channels": [c.info() for c in runtime.settings.channels]})
+
+
+routes = [
+    Route("/api/channels", channels, methods=["GET"]),
+    Route("/api/channels/{channel}/items", on_air, methods=["GET"]),
+    Route("/api/channels/{channel}/items", publish, methods=["POST"]),
+    Route("/api/channels/{channel}/snapshot", snapshot, methods=["GET"]),
+    Route("/api/channels/{channel}/items/{item}/{op}", act, methods=["POST"]),
+]

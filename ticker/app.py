@@ -1,0 +1,152 @@
+"""create_app(settings) -> Starlette: the routes as a list, the lifespan owning every task."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticker import api
+from ticker.errors import TickerError
+from ticker.httpio import error_response
+from ticker.runtime import Runtime
+from ticker.settings import Settings
+from ticker.store import redis_client
+
+log = logging.getLogger("ticker.app")
+
+
+def web_dir() -> Path:
+    """The widget and pages: `web/` in a checkout, `ticker/web` in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "web", here / "web"):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(f"web assets not found beside {here}")
+
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)
+
+
+class SecurityHeaders:
+    """Adds the security headers to every HTTP response (pure ASGI, no buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"strict-origin-when-cross-origin"),
+            (b"content-security-policy", CSP.encode()),
+            (b"x-frame-options", b"SAMEORIGIN"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + self.headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def healthz(request: Request) -> Response:
+    """Alive: the process answers. Says nothing about Redis (that is /readyz)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready: Redis reachable and the reader caught up with every stream."""
+    runtime: Runtime = request.state.ticker
+    reader = runtime.reader
+    body = {
+        "ready": reader.ready,
+        "redis": "up" if reader.connected else "down",
+        "bootstrapped": reader.bootstrapped,
+        "caught_up": reader.caught_up,
+        "lag_ms": reader.lag_ms,
+        "seconds_since_read": round(time.monotonic() - reader.last_ok, 3)
+        if reader.last_ok else None,
+        "last_error": reader.last_error or None,
+        "connections": runtime.hub.connections(),
+    }
+    return JSONResponse(body, status_code=200 if reader.ready else 503,
+                        headers={"Cache-Control": "no-store"})
+
+
+def page(name: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return FileResponse(web_dir() / name, headers={"Cache-Control": "no-cache"})
+    return endpoint
+
+
+async def ticker_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TickerError)
+    return error_response(exc)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal", "message": "internal error; it was logged"},
+                        status_code=500)
+
+
+def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
+    """The whole HTTP surface. `redis` defaults to a client for `settings.redis_url`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        client = redis if redis is not None else redis_client(settings.redis_url)
+        runtime = Runtime(settings, client)
+        try:
+            async with runtime.run():
+                yield {"ticker": runtime}
+        finally:
+            if redis is None:
+                await client.aclose()
+
+    routes = [
+        Route("/", page("index.html"), methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        *api.routes,
+        Mount("/static", app=StaticFiles(directory=web_dir()), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            TickerError: ticker_error,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+    )
+    app.add_middleware(SecurityHeaders)
+    return app

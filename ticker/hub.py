@@ -1,0 +1,304 @@
+"""Subscribers per channel and the fan-out. No Redis, no HTTP, no asyncio.
+
+The reader hands the hub each channel's entries of one Redis read; the hub folds them into
+the channel state, encodes ONE frame for the whole batch, and writes the same bytes to every
+subscriber with a plain `transport.write` (no await per connection). A subscriber whose
+transport buffer passes its high-water mark is *blocked*: it gets no live frames until the
+buffer drains, then it is sent exactly the events it has not had (or a reset snapshot), so
+a slow reader costs bounded memory and never delays anyone else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ticker.errors import ValidationError
+from ticker.items import parse_entry, parse_stream_id
+from ticker.protocol import (
+    PING_FRAME,
+    dumps,
+    event_json,
+    events_payload,
+    frame,
+    snapshot_payload,
+)
+from ticker.settings import Channel
+from ticker.state import ChannelState
+
+log = logging.getLogger("ticker.hub")
+
+StreamKey = tuple[int, int]
+ZERO: StreamKey = (0, 0)
+# Beyond this many missed events a resuming client gets a snapshot (with the count) instead:
+# the snapshot is smaller and equal in effect.
+RESUME_LIMIT = 500
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a connection (the websocket protocol object provides it)."""
+
+    awaiting_pong: bool
+    blocked_since: float
+
+    def write(self, data: bytes) -> None: ...
+
+    def drop(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Counters:
+    """Monotonic counters the metrics endpoint reads."""
+
+    entries_read: int = 0
+    events: int = 0
+    frames: int = 0
+    deliveries: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    blocked: int = 0
+    slow_dropped: int = 0
+    resumes: int = 0
+    resets: int = 0
+    pings_missed: int = 0
+
+
+@dataclass(slots=True)
+class Rejection:
+    """An entry that failed validation: what, where and why (for the dead-letter stream)."""
+
+    channel: str
+    entry_id: str
+    fields: Mapping[bytes, bytes]
+    error: ValidationError
+
+
+@dataclass(slots=True)
+class ChannelHub:
+    """One channel: its folded state, its resume history and its subscribers."""
+
+    info: Channel
+    state: ChannelState
+    history_limit: int
+    counters: Counters
+    # conn -> its transport.write: the hot loop calls these and nothing else.
+    writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
+    # conn -> the cursor it has everything up to, while its buffer is full.
+    blocked: dict[Subscriber, str] = field(default_factory=dict)
+    keys: list[StreamKey] = field(default_factory=list)
+    fragments: list[bytes] = field(default_factory=list)
+    cursors: list[str] = field(default_factory=list)
+    horizon: StreamKey = ZERO
+    position: StreamKey = ZERO
+    _snapshot: tuple[bytes, bytes, int] | None = None
+    _resume_cache: dict[str, bytes] = field(default_factory=dict)
+
+    # -- folding -----------------------------------------------------------------------
+
+    def apply(
+        self, entries: Iterable[tuple[str, Mapping[bytes, bytes]]], now: int
+    ) -> list[Rejection]:
+        """Fold entries (stream order) and fan the visible events out as one frame."""
+        fresh: list[bytes] = []
+        rejected: list[Rejection] = []
+        c = self.counters
+        for entry_id, fields in entries:
+            c.entries_read += 1
+            key = parse_stream_id(entry_id)
+            if key is None or key <= self.position:
+                continue  # not after what we have: a replay, never applied twice
+            self.position = key
+            try:
+                event = self.state.apply(entry_id, parse_entry(fields))
+            except ValidationError as exc:
+                self.state.skip(entry_id)
+                c.rejected += 1
+                rejected.append(Rejection(self.info.name, entry_id, fields, exc))
+                continue
+            if event is None:
+                c.duplicates += 1
+                continue
+            fragment = event_json(event)
+            self.keys.append(key)
+            self.cursors.append(entry_id)
+            self.fragments.append(fragment)
+            fresh.append(fragment)
+        if fresh:
+            c.events += len(fresh)
+            self._changed()
+            self._trim()
+            self.broadcast(events_payload(self.state.cursor, now, fresh))
+        elif rejected:
+            self._resume_cache.clear()
+        return rejected
+
+    def _changed(self) -> None:
+        self._snapshot = None
+        self._resume_cache.clear()
+
+    def _trim(self) -> None:
+        excess = len(self.keys) - self.history_limit
+        if excess > self.history_limit // 4:
+            self.horizon = self.keys[excess - 1]
+            del self.keys[:excess], self.cursors[:excess], self.fragments[:excess]
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    def broadcast(self, payload: bytes) -> None:
+        """Write one text frame to every live subscriber: encode once, no await."""
+        data = frame(payload)
+        writers = tuple(self.writers.values())  # a write may block (remove) its subscriber
+        for write in writers:
+            write(data)
+        self.counters.frames += 1
+        self.counters.deliveries += len(writers)
+
+    def broadcast_raw(self, data: bytes) -> None:
+        for write in tuple(self.writers.values()):
+            write(data)
+
+    # -- subscribing -------------------------------------------------------------------
+
+    def snapshot(self, now: int, reset: bool = False, missed: int | None = None) -> bytes:
+        """The snapshot as a websocket frame (see `snapshot_payload`)."""
+        if not reset and missed is None and self._snapshot is not None:
+            payload, data, valid_until = self._snapshot
+            if now < valid_until:
+                return data
+        payload = self.snapshot_payload(now, reset, missed)
+        if not reset and missed is None and self._snapshot is not None:
+            return self._snapshot[1]
+        return frame(payload)
+
+    def snapshot_payload(self, now: int, reset: bool = False, missed: int | None = None
+                         ) -> bytes:
+        """The snapshot JSON; cached until the state changes or an on-air item expires."""
+        if not reset and missed is None and self._snapshot is not None:
+            payload, data, valid_until = self._snapshot
+            if now < valid_until:
+                return payload
+        live = self.state.on_air(now)
+        payload = snapshot_payload(self.info.info(), self.state.cursor, now,
+                                   [it.public() for it in live], reset)
+        if missed is not None:
+            payload = payload.replace(b'"missed":null', b'"missed":' + str(missed).encode(), 1)
+        if not reset and missed is None:
+            # Valid until the first on-air item expires (a later one may then show).
+            upcoming = [it.expires for it in self.state.items.values() if it.on_air(now)]
+            self._snapshot = (payload, frame(payload), min(upcoming, default=1 << 62))
+        return payload
+
+    def catch_up_frame(self, cursor: str | None, now: int) -> bytes | None:
+        """What a client at `cursor` needs to be current; None if the cursor is ahead of us."""
+        key = parse_stream_id(cursor) if cursor else None
+        if key is None or key < self.horizon:
+            self.counters.resets += 1
+            return self.snapshot(now, reset=cursor is not None)
+        if key > self.position:
+            return None
+        cached = self._resume_cache.get(cursor or "")
+        if cached is not None:
+            return cached
+        start = bisect.bisect_right(self.keys, key)
+        missed = len(self.keys) - start
+        self.counters.resumes += 1
+        if missed > RESUME_LIMIT:
+            return self.snapshot(now, reset=True, missed=missed)
+        data = frame(events_payload(self.state.cursor, now, self.fragments[start:], missed))
+        if len(self._resume_cache) < 64:
+            self._resume_cache[cursor or ""] = data
+        return data
+
+    def subscribe(self, conn: Subscriber, cursor: str | None, now: int) -> bool:
+        """Send `conn` its first frame and add it to the live set. False: cursor is ahead."""
+        data = self.catch_up_frame(cursor, now)
+        if data is None:
+            return False
+        self.writers[conn] = conn.write
+        conn.write(data)
+        return True
+
+    def unsubscribe(self, conn: Subscriber) -> None:
+        self.writers.pop(conn, None)
+        self.blocked.pop(conn, None)
+
+    def block(self, conn: Subscriber, at: float) -> None:
+        """`conn`'s buffer is full: stop live frames; it has everything up to our cursor."""
+        if self.writers.pop(conn, None) is not None:
+            self.blocked[conn] = self.state.cursor
+            conn.blocked_since = at
+            self.counters.blocked += 1
+
+    def unblock(self, conn: Subscriber, now: int) -> None:
+        """`conn`'s buffer drained: send what it missed, then live frames again."""
+        cursor = self.blocked.pop(conn, None)
+        if cursor is None:
+            return
+        conn.blocked_since = 0.0
+        self.writers[conn] = conn.write
+        data = self.catch_up_frame(cursor, now)
+        if data is not None and cursor != self.state.cursor:
+            conn.write(data)
+
+
+class Hub:
+    """All channels of this process. The reader feeds it; websocket protocols subscribe."""
+
+    def __init__(
+        self,
+        channels: Iterable[Channel],
+        *,
+        max_items: int = 20,
+        history_limit: int = 10000,
+        slow_timeout: float = 30.0,
+    ) -> None:
+        self.counters = Counters()
+        self.slow_timeout = slow_timeout
+        self.channels: dict[str, ChannelHub] = {
+            ch.name: ChannelHub(
+                info=ch,
+                state=ChannelState(ch.name, max_items=max_items, max_kept=2 * history_limit),
+                history_limit=history_limit,
+                counters=self.counters,
+            )
+            for ch in channels
+        }
+        self.stale = False
+
+    def channel(self, name: str) -> ChannelHub | None:
+        return self.channels.get(name)
+
+    def connections(self) -> int:
+        return sum(len(ch.writers) + len(ch.blocked) for ch in self.channels.values())
+
+    def set_stale(self, stale: bool, now: int) -> None:
+        """Tell every reader whether the live feed is interrupted (Redis unreachable)."""
+        if stale == self.stale:
+            return
+        self.stale = stale
+        data = frame(dumps({"type": "status", "stale": stale, "now": now}))
+        for ch in self.channels.values():
+            ch.broadcast_raw(data)
+
+    def ping(self) -> None:
+        """Ping every live subscriber; drop those that did not answer the previous ping."""
+        for ch in self.channels.values():
+            for conn in tuple(ch.writers):
+                if conn.awaiting_pong:
+                    self.counters.pings_missed += 1
+                    conn.drop(1011, "keepalive ping timeout")
+                else:
+                    conn.awaiting_pong = True
+                    conn.write(PING_FRAME)
+
+    def sweep_slow(self, at: float) -> None:
+        """Close subscribers blocked longer than `slow_timeout`; they resume by cursor."""
+        for ch in self.channels.values():
+            for conn in tuple(ch.blocked):
+                if at - conn.blocked_since > self.slow_timeout:
+                    ch.blocked.pop(conn, None)
+                    self.counters.slow_dropped += 1
+                    conn.drop(1013, "too slow: reconnect with your cursor")

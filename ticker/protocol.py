@@ -1,0 +1,74 @@
+"""The wire messages (docs/protocol.md) and their websocket framing. Pure.
+
+Frames are built once per channel and batch and written byte-for-byte to every subscriber:
+server-to-client websocket frames are unmasked, so the same bytes are valid on every socket.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+OP_TEXT = 0x1
+OP_CLOSE = 0x8
+OP_PING = 0x9
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON; the one encoder of everything sent to readers."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """A complete, unmasked, unfragmented websocket frame carrying `payload`."""
+    n = len(payload)
+    head = 0x80 | opcode
+    if n < 126:
+        return bytes((head, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", head, 126, n) + payload
+    return struct.pack("!BBQ", head, 127, n) + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(struct.pack("!H", code) + reason.encode("utf-8")[:120], OP_CLOSE)
+
+
+PING_FRAME = frame(b"", OP_PING)
+
+
+def event_json(event: dict[str, Any]) -> bytes:
+    """One event, encoded once; frames are built by joining these fragments."""
+    return dumps(event)
+
+
+def events_payload(
+    cursor: str, now: int, fragments: Iterable[bytes], missed: int | None = None
+) -> bytes:
+    """`{"type":"events",...}` built from pre-encoded event fragments."""
+    tail = b"" if missed is None else b',"missed":' + str(missed).encode()
+    return b"".join((
+        b'{"type":"events","cursor":"', cursor.encode("ascii"), b'","now":', str(now).encode(),
+        tail, b',"events":[', b",".join(fragments), b"]}",
+    ))
+
+
+def snapshot_payload(
+    channel_info: dict[str, str],
+    cursor: str,
+    now: int,
+    items: Sequence[dict[str, Any]],
+    reset: bool,
+) -> bytes:
+    return dumps({
+        "type": "snapshot",
+        "channel": channel_info["name"],
+        "channel_info": channel_info,
+        "cursor": cursor,
+        "now": now,
+        "reset": reset,
+        "missed": None,
+        "items": list(items),
+    })

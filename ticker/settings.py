@@ -1,0 +1,223 @@
+"""Settings, read once from `TICKER_*` environment variables (the only reader of os.environ).
+
+Command-line flags override the environment; every setting is listed in `SETTINGS`, which
+`ticker serve --help` prints, so the help text and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ticker.errors import ConfigError
+
+RTL_LANGUAGES = frozenset({"ar", "arc", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug", "ur", "yi"})
+CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """An edition: its stream, its language and reading direction, and its title."""
+
+    name: str
+    lang: str
+    dir: str
+    title: str
+
+    def info(self) -> dict[str, str]:
+        return {"name": self.name, "lang": self.lang, "dir": self.dir, "title": self.title}
+
+
+def parse_channels(spec: str) -> tuple[Channel, ...]:
+    """Parse `name[:lang[:dir[:title]]]` entries separated by commas.
+
+    `en,ar` gives English left-to-right and Arabic right-to-left; `lang` defaults to the
+    name, `dir` follows the language, `title` defaults to "Breaking".
+    """
+    channels: list[Channel] = []
+    for raw in spec.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        parts = [p.strip() for p in raw.split(":", 3)]
+        name = parts[0]
+        if not CHANNEL_NAME.match(name):
+            raise ConfigError(
+                f"channel name {name!r} must be 1-32 of a-z, 0-9, '-', '_'",
+                field="TICKER_CHANNELS",
+            )
+        lang = parts[1] if len(parts) > 1 and parts[1] else name
+        direction = parts[2] if len(parts) > 2 and parts[2] else (
+            "rtl" if lang.split("-")[0] in RTL_LANGUAGES else "ltr"
+        )
+        if direction not in ("ltr", "rtl"):
+            raise ConfigError(
+                f"channel {name!r}: direction must be ltr or rtl, not {direction!r}",
+                field="TICKER_CHANNELS",
+            )
+        title = parts[3] if len(parts) > 3 and parts[3] else "Breaking"
+        if any(c.name == name for c in channels):
+            raise ConfigError(f"channel {name!r} is listed twice", field="TICKER_CHANNELS")
+        channels.append(Channel(name=name, lang=lang, dir=direction, title=title))
+    if not channels:
+        raise ConfigError("at least one channel is needed", field="TICKER_CHANNELS")
+    return tuple(channels)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting: its attribute, environment variable, flag, kind and help text."""
+
+    attr: str
+    kind: type
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "TICKER_" + self.attr.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.attr.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", str, "127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)"),
+    Setting("port", int, 8000, "port for HTTP, websockets and SSE"),
+    Setting("redis_url", str, "",
+            "Redis to use (redis://, rediss://, unix://); empty: start an embedded redis-server"),
+    Setting("data_dir", str, "ticker-data",
+            "directory of the embedded Redis (AOF persistence) and its lock"),
+    Setting("embedded_redis_port", int, 0,
+            "TCP port of the embedded Redis on 127.0.0.1 (0: a free one)"),
+    Setting("channels", str, "en", "editions as name[:lang[:dir[:title]]],... e.g. 'en,ar'"),
+    Setting("key_prefix", str, "ticker", "prefix of every Redis key this server uses"),
+    Setting("max_items", int, 20, "most items on air per channel"),
+    Setting("stream_maxlen", int, 10000,
+            "entries kept per channel stream (approximate); also the resume window"),
+    Setting("allowed_origins", str, "",
+            "extra origins allowed to open websockets, comma separated ('*': any)"),
+    Setting("ping_interval", float, 20.0, "seconds between websocket pings (0: none)"),
+    Setting("client_buffer", int, 256 * 1024,
+            "bytes queued to one websocket before it counts as slow and stops getting live frames"),
+    Setting("slow_timeout", float, 30.0,
+            "seconds a slow websocket may stay blocked before it is closed"),
+    Setting("max_body", int, 16 * 1024, "largest accepted HTTP request body, in bytes"),
+    Setting("read_count", int, 500, "entries per XREAD (items read together go out together)"),
+    Setting("read_block_ms", int, 1000, "XREAD BLOCK timeout in milliseconds"),
+    Setting("log_level", str, "info", "debug, info, warning or error"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, validated. Build with `Settings.load()`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str = ""
+    data_dir: Path = Path("ticker-data")
+    embedded_redis_port: int = 0
+    channels: tuple[Channel, ...] = field(default_factory=lambda: parse_channels("en"))
+    key_prefix: str = "ticker"
+    max_items: int = 20
+    stream_maxlen: int = 10000
+    allowed_origins: tuple[str, ...] = ()
+    ping_interval: float = 20.0
+    client_buffer: int = 256 * 1024
+    slow_timeout: float = 30.0
+    max_body: int = 16 * 1024
+    read_count: int = 500
+    read_block_ms: int = 1000
+    log_level: str = "info"
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, object] | None = None,
+    ) -> Settings:
+        """Read `TICKER_*` from `env` (default: os.environ), then apply non-None overrides."""
+        source = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for setting in SETTINGS:
+            raw: object = source.get(setting.env)
+            origin = setting.env
+            if overrides is not None and overrides.get(setting.attr) is not None:
+                raw = overrides[setting.attr]
+                origin = setting.flag
+            if raw is None:
+                continue
+            values[setting.attr] = _convert(setting, raw, origin)
+        return cls.build(values)
+
+    @classmethod
+    def build(cls, values: Mapping[str, object]) -> Settings:
+        """Make Settings from already-typed values (strings allowed for channels/origins)."""
+        vals = dict(values)
+        if isinstance(vals.get("channels"), str):
+            vals["channels"] = parse_channels(str(vals["channels"]))
+        if isinstance(vals.get("allowed_origins"), str):
+            vals["allowed_origins"] = tuple(
+                o.strip().rstrip("/") for o in str(vals["allowed_origins"]).split(",") if o.strip()
+            )
+        if isinstance(vals.get("data_dir"), str):
+            vals["data_dir"] = Path(str(vals["data_dir"]))
+        settings = cls(**vals)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def check(self) -> None:
+        """Fail loudly, naming the variable, on a value that cannot work."""
+        positive = ("port", "max_items", "stream_maxlen", "client_buffer",
+                    "max_body", "read_count", "read_block_ms")
+        for name in positive:
+            if getattr(self, name) <= 0 and not (name == "port" and self.port == 0):
+                raise ConfigError(f"TICKER_{name.upper()} must be positive", field=name)
+        if not 0 < self.port < 65536 and self.port != 0:
+            raise ConfigError("TICKER_PORT must be 0-65535", field="port")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("TICKER_LOG_LEVEL must be debug, info, warning or error",
+                              field="log_level")
+        if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", self.key_prefix):
+            raise ConfigError("TICKER_KEY_PREFIX: 1-64 of A-Z a-z 0-9 _ . : -",
+                              field="key_prefix")
+        if self.redis_url and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
+            raise ConfigError("TICKER_REDIS_URL must start with redis://, rediss:// or unix://",
+                              field="redis_url")
+        if self.read_block_ms >= 5000:
+            # redis-py's socket timeout must outlast the block; we set it, but keep it sane.
+            raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000", field="read_block_ms")
+
+    def channel(self, name: str) -> Channel | None:
+        for ch in self.channels:
+            if ch.name == name:
+                return ch
+        return None
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.channels)
+
+
+def _convert(setting: Setting, raw: object, origin: str) -> object:
+    if setting.kind is str:
+        return str(raw)
+    try:
+        if setting.kind is int:
+            return int(str(raw))
+        if setting.kind is float:
+            return float(str(raw))
+    except ValueError:
+        raise ConfigError(
+            f"{origin} must be a {setting.kind.__name__}, not {raw!r}", field=setting.attr
+        ) from None
+    raise ConfigError(f"{origin}: unsupported kind", field=setting.attr)
