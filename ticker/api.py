@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ticker.errors import Unavailable, ValidationError
-from ticker.hub import ChannelHub
 from ticker.httpio import HTTPError, read_json_object
+from ticker.hub import ChannelHub
 from ticker.items import OPS, entry_fields, parse_entry, parse_stream_id
 from ticker.runtime import Runtime
 

@@ -14,9 +14,10 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.base * (2 ** self.attempt))
+        delay = min(self.cap, self.base * float(2 ** self.attempt))
         self.attempt = min(self.attempt + 1, 30)
-        return delay * random.uniform(0.5, 1.5)
+        jitter: float = random.uniform(0.5, 1.5)
+        return delay * jitter
 
     def reset(self) -> None:
         self.attempt = 0

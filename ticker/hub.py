@@ -177,7 +177,7 @@ class ChannelHub:
                          ) -> bytes:
         """The snapshot JSON; cached until the state changes or an on-air item expires."""
         if not reset and missed is None and self._snapshot is not None:
-            payload, data, valid_until = self._snapshot
+            payload, _, valid_until = self._snapshot
             if now < valid_until:
                 return payload
         live = self.state.on_air(now)

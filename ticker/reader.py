@@ -118,7 +118,7 @@ class Reader:
             channel.horizon = await self._horizon(key)
             start = "-"
             while True:
-                rows: list[Any] = await self.redis.xrange(key, start, "+", count=BOOTSTRAP_PAGE)
+                rows: Any = await self.redis.xrange(key, start, "+", count=BOOTSTRAP_PAGE)
                 if not rows:
                     break
                 await self._apply(name, rows)
@@ -147,8 +147,8 @@ class Reader:
 
     async def read_once(self) -> None:
         """One XREAD over every channel from its own position; apply what came."""
-        positions = {key: self.hub.channels[name].state.cursor
-                     for key, name in self.streams.items()}
+        positions: dict[Any, Any] = {key: self.hub.channels[name].state.cursor
+                                     for key, name in self.streams.items()}
         reply: Any = await self.redis.xread(positions, count=self.count, block=self.block_ms)
         self.last_ok = time.monotonic()
         total = 0

@@ -38,21 +38,21 @@ def redis_for_serving(settings: Settings) -> Iterator[Settings]:
 
 
 def uvicorn_config(settings: Settings, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws=TickerWebSocket,
-        ws_per_message_deflate=False,
-        lifespan="on",
-        log_config=None,
-        loop="uvloop",
-        http="httptools",
-        backlog=8192,
-        timeout_graceful_shutdown=10,
-        server_header=False,
-        **extra,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": TickerWebSocket,
+        "ws_per_message_deflate": False,
+        "lifespan": "on",
+        "log_config": None,
+        "loop": "uvloop",
+        "http": "httptools",
+        "backlog": 8192,
+        "timeout_graceful_shutdown": 10,
+        "server_header": False,
+    }
+    options.update(extra)
+    return uvicorn.Config(create_app(settings), **options)
 
 
 def serve(settings: Settings) -> int:

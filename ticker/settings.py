@@ -105,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ping_interval", float, 20.0, "seconds between websocket pings (0: none)"),
     Setting("client_buffer", int, 256 * 1024,
             "bytes queued to one websocket before it counts as slow and stops getting live frames"),
+    Setting("socket_sndbuf", int, 0,
+            "kernel send buffer per websocket in bytes (0: kernel autotuning)"),
     Setting("slow_timeout", float, 30.0,
             "seconds a slow websocket may stay blocked before it is closed"),
     Setting("max_body", int, 16 * 1024, "largest accepted HTTP request body, in bytes"),
@@ -130,6 +132,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     ping_interval: float = 20.0
     client_buffer: int = 256 * 1024
+    socket_sndbuf: int = 0
     slow_timeout: float = 30.0
     max_body: int = 16 * 1024
     read_count: int = 500
@@ -208,6 +211,9 @@ class Settings:
         return tuple(c.name for c in self.channels)
 
 
+KIND_NAMES: dict[type, str] = {int: "a whole number", float: "a number", str: "text"}
+
+
 def _convert(setting: Setting, raw: object, origin: str) -> object:
     if setting.kind is str:
         return str(raw)
@@ -218,6 +224,6 @@ def _convert(setting: Setting, raw: object, origin: str) -> object:
             return float(str(raw))
     except ValueError:
         raise ConfigError(
-            f"{origin} must be a {setting.kind.__name__}, not {raw!r}", field=setting.attr
+            f"{origin} must be {KIND_NAMES[setting.kind]}, not {raw!r}", field=setting.attr
         ) from None
     raise ConfigError(f"{origin}: unsupported kind", field=setting.attr)

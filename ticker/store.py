@@ -157,7 +157,7 @@ class Store:
         return True
 
     async def dead_letters(self, count: int = 50) -> list[tuple[str, dict[str, str]]]:
-        rows = await self.redis.xrevrange(self.keys.deadletter, count=count)
+        rows: Any = await self.redis.xrevrange(self.keys.deadletter, count=count)
         return [
             (i.decode(), {k.decode(): v.decode("utf-8", "replace") for k, v in f.items()})
             for i, f in rows

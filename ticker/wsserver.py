@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ticker.ws")
 
 MAX_INBOUND = 1024
+CLOSE_GRACE = 5.0  # seconds a closing peer gets to read our close frame
 AHEAD_RETRIES = 20  # x 0.1 s: how long a cursor from a node that is ahead of us may wait
 
 
@@ -73,6 +75,12 @@ class TickerWebSocket(asyncio.Protocol):
         self.server_state.connections.add(self)
         limit = self.runtime.settings.client_buffer if self.runtime else 256 * 1024
         transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        sndbuf = self.runtime.settings.socket_sndbuf if self.runtime else 0
+        if sndbuf:
+            # Bounds the kernel's memory per reader too (autotuning on loopback takes MBs).
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         self.proto = ServerProtocol(max_size=MAX_INBOUND)
 
     def data_received(self, data: bytes) -> None:
@@ -126,12 +134,15 @@ class TickerWebSocket(asyncio.Protocol):
             return
         self.closed = True
         self._leave()
-        if code in (1011, 1013):
-            self.transport.abort()
+        transport = self.transport
+        if code in (1011, 1013) or self.blocked_since:
+            transport.abort()  # its buffer is not draining: a close frame would never arrive
             return
         if self.proto is not None and self.proto.state is State.OPEN:
-            self.transport.write(close_frame(code, reason))
-        self.transport.close()
+            transport.write(close_frame(code, reason))
+        transport.close()
+        # A peer that stops reading now would hold the socket open forever: bound it.
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
     # -- internals -----------------------------------------------------------------------
 
