@@ -17,11 +17,16 @@ ARGS = [
 ]
 
 
+def chromium_path() -> str:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/setup.sh installs it"
+    return CHROMIUM
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/setup.sh installs it"
+    executable = chromium_path()
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = await pw.chromium.launch(executable_path=executable, args=ARGS, headless=True)
         yield browser
         await browser.close()
 
