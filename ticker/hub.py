@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ticker.errors import ValidationError
+from ticker.histogram import Histogram
 from ticker.items import parse_entry, parse_stream_id
 from ticker.protocol import (
     PING_FRAME,
@@ -25,6 +28,7 @@ from ticker.protocol import (
     events_payload,
     frame,
     snapshot_payload,
+    sse_event,
 )
 from ticker.settings import Channel
 from ticker.state import ChannelState
@@ -43,6 +47,7 @@ class Subscriber(Protocol):
 
     awaiting_pong: bool
     blocked_since: float
+    sse: bool  # True: Server-Sent Events framing; False: websocket frames
 
     def write(self, data: bytes) -> None: ...
 
@@ -64,6 +69,7 @@ class Counters:
     resumes: int = 0
     resets: int = 0
     pings_missed: int = 0
+    latency: Histogram = field(default_factory=Histogram)
 
 
 @dataclass(slots=True)
@@ -86,6 +92,10 @@ class ChannelHub:
     counters: Counters
     # conn -> its transport.write: the hot loop calls these and nothing else.
     writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
+    # The same for Server-Sent Events readers (same payload, SSE framing).
+    sse_writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
+    # item id -> connections this node wrote it to, since the last flush (reach).
+    reach: Counter[str] = field(default_factory=Counter)
     # conn -> the cursor it has everything up to, while its buffer is full.
     blocked: dict[Subscriber, str] = field(default_factory=dict)
     keys: list[StreamKey] = field(default_factory=list)
@@ -93,7 +103,7 @@ class ChannelHub:
     cursors: list[str] = field(default_factory=list)
     horizon: StreamKey = ZERO
     position: StreamKey = ZERO
-    _snapshot: tuple[bytes, bytes, int] | None = None
+    _snapshot: tuple[bytes, bytes, int, tuple[str, ...]] | None = None
     _resume_cache: dict[str, bytes] = field(default_factory=dict)
 
     # -- folding -----------------------------------------------------------------------
@@ -103,6 +113,8 @@ class ChannelHub:
     ) -> list[Rejection]:
         """Fold entries (stream order) and fan the visible events out as one frame."""
         fresh: list[bytes] = []
+        published: list[str] = []
+        stamps: list[int] = []
         rejected: list[Rejection] = []
         c = self.counters
         for entry_id, fields in entries:
@@ -122,6 +134,9 @@ class ChannelHub:
                 c.duplicates += 1
                 continue
             fragment = event_json(event)
+            if event["op"] == "publish":
+                published.append(entry_id)
+            stamps.append(key[0])
             self.keys.append(key)
             self.cursors.append(entry_id)
             self.fragments.append(fragment)
@@ -130,7 +145,13 @@ class ChannelHub:
             c.events += len(fresh)
             self._changed()
             self._trim()
-            self.broadcast(events_payload(self.state.cursor, now, fresh))
+            reached = self.broadcast(events_payload(self.state.cursor, now, fresh),
+                                     self.state.cursor)
+            for item_id in published:
+                self.reach[item_id] += reached
+            done = time.time()
+            for ms in stamps:
+                c.latency.observe(max(0.0, done - ms / 1000))
         elif rejected:
             self._resume_cache.clear()
         return rejected
@@ -147,37 +168,54 @@ class ChannelHub:
 
     # -- fan-out -----------------------------------------------------------------------
 
-    def broadcast(self, payload: bytes) -> None:
-        """Write one text frame to every live subscriber: encode once, no await."""
-        data = frame(payload)
-        writers = tuple(self.writers.values())  # a write may block (remove) its subscriber
-        for write in writers:
-            write(data)
+    def broadcast(self, payload: bytes, cursor: str) -> int:
+        """Write one frame to every live subscriber: encode once, no await. Returns how many."""
+        n = 0
+        if self.writers:
+            data = frame(payload)
+            writers = tuple(self.writers.values())  # a write may block (remove) its subscriber
+            for write in writers:
+                write(data)
+            n = len(writers)
+        if self.sse_writers:
+            data = sse_event(payload, cursor)
+            sse = tuple(self.sse_writers.values())
+            for write in sse:
+                write(data)
+            n += len(sse)
         self.counters.frames += 1
-        self.counters.deliveries += len(writers)
+        self.counters.deliveries += n
+        return n
 
-    def broadcast_raw(self, data: bytes) -> None:
-        for write in tuple(self.writers.values()):
-            write(data)
+    def broadcast_message(self, payload: bytes) -> None:
+        """A message that is not an event (status): no cursor, no reach."""
+        if self.writers:
+            data = frame(payload)
+            for write in tuple(self.writers.values()):
+                write(data)
+        if self.sse_writers:
+            data = sse_event(payload, None)
+            for write in tuple(self.sse_writers.values()):
+                write(data)
+
+    def live(self, conn: Subscriber) -> dict[Subscriber, Callable[[bytes], None]]:
+        return self.sse_writers if conn.sse else self.writers
 
     # -- subscribing -------------------------------------------------------------------
 
     def snapshot(self, now: int, reset: bool = False, missed: int | None = None) -> bytes:
         """The snapshot as a websocket frame (see `snapshot_payload`)."""
-        if not reset and missed is None and self._snapshot is not None:
-            payload, data, valid_until = self._snapshot
-            if now < valid_until:
-                return data
         payload = self.snapshot_payload(now, reset, missed)
-        if not reset and missed is None and self._snapshot is not None:
-            return self._snapshot[1]
+        cached = self._snapshot
+        if cached is not None and cached[0] is payload:
+            return cached[1]
         return frame(payload)
 
     def snapshot_payload(self, now: int, reset: bool = False, missed: int | None = None
                          ) -> bytes:
         """The snapshot JSON; cached until the state changes or an on-air item expires."""
         if not reset and missed is None and self._snapshot is not None:
-            payload, _, valid_until = self._snapshot
+            payload, _, valid_until, _ = self._snapshot
             if now < valid_until:
                 return payload
         live = self.state.on_air(now)
@@ -188,46 +226,72 @@ class ChannelHub:
         if not reset and missed is None:
             # Valid until the first on-air item expires (a later one may then show).
             upcoming = [it.expires for it in self.state.items.values() if it.on_air(now)]
-            self._snapshot = (payload, frame(payload), min(upcoming, default=1 << 62))
+            self._snapshot = (payload, frame(payload), min(upcoming, default=1 << 62),
+                              tuple(it.id for it in live))
         return payload
 
-    def catch_up_frame(self, cursor: str | None, now: int) -> bytes | None:
-        """What a client at `cursor` needs to be current; None if the cursor is ahead of us."""
+    def catch_up(self, cursor: str | None, now: int) -> tuple[bytes, bool] | None:
+        """(payload, is_snapshot) a client at `cursor` needs; None if the cursor is ahead."""
         key = parse_stream_id(cursor) if cursor else None
         if key is None or key < self.horizon:
             self.counters.resets += 1
-            return self.snapshot(now, reset=cursor is not None)
+            return self.snapshot_payload(now, reset=cursor is not None), True
         if key > self.position:
             return None
         cached = self._resume_cache.get(cursor or "")
         if cached is not None:
-            return cached
+            return cached, False
         start = bisect.bisect_right(self.keys, key)
         missed = len(self.keys) - start
         self.counters.resumes += 1
         if missed > RESUME_LIMIT:
-            return self.snapshot(now, reset=True, missed=missed)
-        data = frame(events_payload(self.state.cursor, now, self.fragments[start:], missed))
+            return self.snapshot_payload(now, reset=True, missed=missed), True
+        payload = events_payload(self.state.cursor, now, self.fragments[start:], missed)
         if len(self._resume_cache) < 64:
-            self._resume_cache[cursor or ""] = data
-        return data
+            self._resume_cache[cursor or ""] = payload
+        return payload, False
+
+    def catch_up_frame(self, cursor: str | None, now: int) -> bytes | None:
+        """`catch_up` as a websocket frame."""
+        found = self.catch_up(cursor, now)
+        return None if found is None else frame(found[0])
+
+    def _send_first(self, conn: Subscriber, payload: bytes, is_snapshot: bool) -> None:
+        if conn.sse:
+            conn.write(sse_event(payload, self.state.cursor))
+        else:
+            cached = self._snapshot
+            conn.write(cached[1] if cached is not None and cached[0] is payload
+                       else frame(payload))
+        if is_snapshot:
+            self._count_snapshot_reach(payload)
+
+    def _count_snapshot_reach(self, payload: bytes) -> None:
+        cached = self._snapshot
+        if cached is not None and cached[0] is payload:
+            for item_id in cached[3]:
+                self.reach[item_id] += 1
 
     def subscribe(self, conn: Subscriber, cursor: str | None, now: int) -> bool:
         """Send `conn` its first frame and add it to the live set. False: cursor is ahead."""
-        data = self.catch_up_frame(cursor, now)
-        if data is None:
+        found = self.catch_up(cursor, now)
+        if found is None:
             return False
-        self.writers[conn] = conn.write
-        conn.write(data)
+        self.live(conn)[conn] = conn.write
+        self._send_first(conn, *found)
         return True
 
     def unsubscribe(self, conn: Subscriber) -> None:
         self.writers.pop(conn, None)
+        self.sse_writers.pop(conn, None)
         self.blocked.pop(conn, None)
+
+    def subscribers(self) -> int:
+        return len(self.writers) + len(self.sse_writers) + len(self.blocked)
 
     def block(self, conn: Subscriber, at: float) -> None:
         """`conn`'s buffer is full: stop live frames; it has everything up to our cursor."""
-        if self.writers.pop(conn, None) is not None:
+        if self.live(conn).pop(conn, None) is not None:
             self.blocked[conn] = self.state.cursor
             conn.blocked_since = at
             self.counters.blocked += 1
@@ -238,10 +302,12 @@ class ChannelHub:
         if cursor is None:
             return
         conn.blocked_since = 0.0
-        self.writers[conn] = conn.write
-        data = self.catch_up_frame(cursor, now)
-        if data is not None and cursor != self.state.cursor:
-            conn.write(data)
+        self.live(conn)[conn] = conn.write
+        if cursor == self.state.cursor:
+            return
+        found = self.catch_up(cursor, now)
+        if found is not None:
+            self._send_first(conn, *found)
 
 
 class Hub:
@@ -272,21 +338,21 @@ class Hub:
         return self.channels.get(name)
 
     def connections(self) -> int:
-        return sum(len(ch.writers) + len(ch.blocked) for ch in self.channels.values())
+        return sum(ch.subscribers() for ch in self.channels.values())
 
     def set_stale(self, stale: bool, now: int) -> None:
         """Tell every reader whether the live feed is interrupted (Redis unreachable)."""
         if stale == self.stale:
             return
         self.stale = stale
-        data = frame(dumps({"type": "status", "stale": stale, "now": now}))
+        payload = dumps({"type": "status", "stale": stale, "now": now})
         for ch in self.channels.values():
-            ch.broadcast_raw(data)
+            ch.broadcast_message(payload)
 
     def ping(self) -> None:
         """Ping every live subscriber; drop those that did not answer the previous ping."""
         for ch in self.channels.values():
-            for conn in tuple(ch.writers):
+            for conn in tuple(ch.writers):  # websockets only: SSE has no pings
                 if conn.awaiting_pong:
                     self.counters.pings_missed += 1
                     conn.drop(1011, "keepalive ping timeout")

@@ -39,6 +39,17 @@ def close_frame(code: int, reason: str = "") -> bytes:
 PING_FRAME = frame(b"", OP_PING)
 
 
+def sse_event(payload: bytes, cursor: str | None) -> bytes:
+    """One Server-Sent Event carrying `payload`; its id is the cursor (for Last-Event-ID).
+
+    The payload is compact JSON, which never contains a raw newline, so one `data:` line
+    holds it.
+    """
+    if cursor is None:
+        return b"data: " + payload + b"\n\n"
+    return b"id: " + cursor.encode("ascii") + b"\ndata: " + payload + b"\n\n"
+
+
 def event_json(event: dict[str, Any]) -> bytes:
     """One event, encoded once; frames are built by joining these fragments."""
     return dumps(event)

@@ -65,6 +65,8 @@ class TickerWebSocket(asyncio.Protocol):
         self.closed = False
         self.cursor: str | None = None
 
+    sse = False  # the hub frames our messages as websocket frames
+
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
