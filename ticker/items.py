@@ -35,7 +35,9 @@ MAX_REASON: Final = 500
 MAX_TTL: Final = 7 * 24 * 3600
 MAX_ENTRY_BYTES: Final = 8 * 1024
 
-STREAM_ID: Final = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+STREAM_ID: Final = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
+# Host (name, IPv4, [IPv6], port), then path/query/fragment in printable ASCII (no spaces).
+LINK: Final = re.compile(r"https://[A-Za-z0-9.\-:\[\]]+(?:[/?#][!-~]*)?")
 TAG: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Bidi embeddings, overrides and isolates: the widget isolates each item itself, and these in
 # a headline can reverse or hide text. Marks (U+200E/U+200F) are allowed: Arabic copy needs them.
@@ -104,8 +106,12 @@ def check_link(value: str) -> str:
     link = value.strip()
     if len(link) > MAX_LINK:
         raise ValidationError(f"link is longer than {MAX_LINK} characters", field="link")
-    if not re.match(r"^https://[^\s/?#@]+(?:[/?#][^\s]*)?$", link, re.ASCII):
-        raise ValidationError("link must be an https:// URL without spaces", field="link")
+    # Printable ASCII only: other characters (spaces of every kind, controls) must be
+    # percent-encoded, so what the reader sees is exactly what the editor typed.
+    if not LINK.fullmatch(link):
+        raise ValidationError(
+            "link must be an https:// URL without spaces (percent-encode other characters)",
+            field="link")
     return link
 
 
@@ -132,8 +138,11 @@ def check_urgency(value: str) -> str:
 
 
 def check_ttl(value: str) -> int:
+    v = value.strip()
+    if not (v.isascii() and v.lstrip("-").isdigit() and len(v) <= 12):
+        raise ValidationError("ttl must be a whole number of seconds", field="ttl")
     try:
-        ttl = int(value)
+        ttl = int(v)
     except ValueError:
         raise ValidationError("ttl must be a whole number of seconds", field="ttl") from None
     if not 1 <= ttl <= MAX_TTL:
@@ -144,7 +153,9 @@ def check_ttl(value: str) -> int:
 def check_expires(value: str) -> int:
     """Epoch milliseconds, or an ISO 8601 time with a zone; returns epoch ms."""
     v = value.strip()
-    if v.isdigit():
+    if v.isascii() and v.isdigit():
+        if len(v) > 16:
+            raise ValidationError("expires is out of range", field="expires")
         ms = int(v)
     else:
         try:
@@ -177,8 +188,11 @@ def decode_fields(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, s
     size = 0
     fields: dict[str, str] = {}
     for k, v in raw.items():
-        kb = k if isinstance(k, bytes) else k.encode()
-        vb = v if isinstance(v, bytes) else v.encode()
+        try:
+            kb = k if isinstance(k, bytes) else k.encode()
+            vb = v if isinstance(v, bytes) else v.encode()
+        except UnicodeEncodeError:  # a lone surrogate, e.g. from JSON "\ud800"
+            raise ValidationError("entry is not valid Unicode", field=str(k)[:40]) from None
         size += len(kb) + len(vb)
         if size > MAX_ENTRY_BYTES:
             raise ValidationError(f"entry is larger than {MAX_ENTRY_BYTES} bytes", field="entry")
@@ -218,7 +232,8 @@ def parse_entry(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> Entry:
     source = _opt(fields, "source", lambda v: _small(v, "source", MAX_SOURCE))
     urgency = _opt(fields, "urgency", check_urgency)
     link = _opt(fields, "link", check_link)
-    tags = _opt(fields, "tags", check_tags)
+    # Present but empty tags mean "no tags" (a correction may clear them).
+    tags = check_tags(fields["tags"]) if "tags" in fields else None
     expires = _opt(fields, "expires", check_expires)
     ttl = _opt(fields, "ttl", check_ttl)
     if op == "extend" and expires is None and ttl is None:
@@ -250,8 +265,8 @@ def entry_fields(entry: Entry) -> dict[str, str]:
         out["urgency"] = entry.urgency
     if entry.link is not None:
         out["link"] = entry.link
-    if entry.tags:
-        out["tags"] = ",".join(entry.tags)
+    if entry.tags or (entry.tags is not None and entry.op == "correct"):
+        out["tags"] = ",".join(entry.tags)  # an empty list on a correction clears the tags
     if entry.expires is not None:
         out["expires"] = str(entry.expires)
     if entry.ttl is not None:

@@ -33,7 +33,9 @@ def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(struct.pack("!H", code) + reason.encode("utf-8")[:120], OP_CLOSE)
+    """A close frame; the reason is cut to 120 bytes without splitting a character."""
+    data = reason.encode("utf-8")[:120].decode("utf-8", "ignore").encode("utf-8")
+    return frame(struct.pack("!H", code) + data, OP_CLOSE)
 
 
 PING_FRAME = frame(b"", OP_PING)
@@ -55,15 +57,52 @@ def event_json(event: dict[str, Any]) -> bytes:
     return dumps(event)
 
 
+def status_payload(stale: bool, now: int) -> bytes:
+    """`{"type":"status","stale":...}`: whether the live feed is interrupted."""
+    return dumps({"type": "status", "stale": stale, "now": now})
+
+
+def with_now(body: bytes, now: int) -> bytes:
+    """Put the server clock into a cached message body (a JSON object): `{"now":N,...}`.
+
+    Cached bodies never carry a clock of their own, so a cached snapshot is never stale.
+    """
+    return b'{"now":' + str(now).encode() + b"," + body[1:]
+
+
+def events_body(cursor: str, fragments: Iterable[bytes], missed: int | None = None) -> bytes:
+    """`{"type":"events",...}` without `now`, built from pre-encoded event fragments."""
+    tail = b"" if missed is None else b',"missed":' + str(missed).encode()
+    return b"".join((
+        b'{"type":"events","cursor":"', cursor.encode("ascii"), b'"',
+        tail, b',"events":[', b",".join(fragments), b"]}",
+    ))
+
+
 def events_payload(
     cursor: str, now: int, fragments: Iterable[bytes], missed: int | None = None
 ) -> bytes:
-    """`{"type":"events",...}` built from pre-encoded event fragments."""
-    tail = b"" if missed is None else b',"missed":' + str(missed).encode()
-    return b"".join((
-        b'{"type":"events","cursor":"', cursor.encode("ascii"), b'","now":', str(now).encode(),
-        tail, b',"events":[', b",".join(fragments), b"]}",
-    ))
+    """An `events` message (docs/protocol.md)."""
+    return with_now(events_body(cursor, fragments, missed), now)
+
+
+def snapshot_body(
+    channel_info: dict[str, str],
+    cursor: str,
+    items: Sequence[dict[str, Any]],
+    reset: bool,
+    missed: int | None = None,
+) -> bytes:
+    """A `snapshot` message without `now` (see `with_now`)."""
+    return dumps({
+        "type": "snapshot",
+        "channel": channel_info["name"],
+        "channel_info": channel_info,
+        "cursor": cursor,
+        "reset": reset,
+        "missed": missed,
+        "items": list(items),
+    })
 
 
 def snapshot_payload(
@@ -72,14 +111,6 @@ def snapshot_payload(
     now: int,
     items: Sequence[dict[str, Any]],
     reset: bool,
+    missed: int | None = None,
 ) -> bytes:
-    return dumps({
-        "type": "snapshot",
-        "channel": channel_info["name"],
-        "channel_info": channel_info,
-        "cursor": cursor,
-        "now": now,
-        "reset": reset,
-        "missed": None,
-        "items": list(items),
-    })
+    return with_now(snapshot_body(channel_info, cursor, items, reset, missed), now)

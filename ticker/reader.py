@@ -162,7 +162,7 @@ class Reader:
 
     async def _apply(self, name: str, rows: Sequence[Any]) -> None:
         entries = [(_id(entry_id), fields) for entry_id, fields in rows]
-        rejected = self.hub.channels[name].apply(entries, now_ms())
+        rejected = self.hub.channels[name].apply(entries, now_ms(), live=self.bootstrapped)
         if rejected:
             for r in rejected:
                 log.warning("rejected entry %s in %s: %s (%s)", r.entry_id, r.channel,

@@ -184,21 +184,25 @@ class Settings:
                     "max_body", "read_count", "read_block_ms")
         for name in positive:
             if getattr(self, name) <= 0 and not (name == "port" and self.port == 0):
-                raise ConfigError(f"TICKER_{name.upper()} must be positive", field=name)
+                raise ConfigError(f"TICKER_{name.upper()} must be positive",
+                                  field=f"TICKER_{name.upper()}")
         if not 0 < self.port < 65536 and self.port != 0:
-            raise ConfigError("TICKER_PORT must be 0-65535", field="port")
+            raise ConfigError("TICKER_PORT must be 0-65535", field="TICKER_PORT")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("TICKER_LOG_LEVEL must be debug, info, warning or error",
-                              field="log_level")
+                              field="TICKER_LOG_LEVEL")
         if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", self.key_prefix):
             raise ConfigError("TICKER_KEY_PREFIX: 1-64 of A-Z a-z 0-9 _ . : -",
-                              field="key_prefix")
+                              field="TICKER_KEY_PREFIX")
         if self.redis_url and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
             raise ConfigError("TICKER_REDIS_URL must start with redis://, rediss:// or unix://",
-                              field="redis_url")
+                              field="TICKER_REDIS_URL")
+        if not 0 <= self.socket_sndbuf <= 64 * 1024 * 1024:
+            raise ConfigError("TICKER_SOCKET_SNDBUF must be 0 (autotuning) to 64 MiB",
+                              field="TICKER_SOCKET_SNDBUF")
         if self.read_block_ms >= 5000:
             # redis-py's socket timeout must outlast the block; we set it, but keep it sane.
-            raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000", field="read_block_ms")
+            raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000", field="TICKER_READ_BLOCK_MS")
 
     def channel(self, name: str) -> Channel | None:
         for ch in self.channels:
@@ -224,6 +228,6 @@ def _convert(setting: Setting, raw: object, origin: str) -> object:
             return float(str(raw))
     except ValueError:
         raise ConfigError(
-            f"{origin} must be {KIND_NAMES[setting.kind]}, not {raw!r}", field=setting.attr
+            f"{origin} must be {KIND_NAMES[setting.kind]}, not {raw!r}", field=origin
         ) from None
-    raise ConfigError(f"{origin}: unsupported kind", field=setting.attr)
+    raise ConfigError(f"{origin}: unsupported kind", field=origin)
