@@ -23,6 +23,7 @@ def test_compose_has_redis_with_aof_on_a_volume() -> None:
     redis = services["redis"]
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command  # a stream must never be evicted
     assert any(v.endswith(":/data") for v in redis["volumes"])
     assert "redis-data" in compose()["volumes"]
 
@@ -41,23 +42,63 @@ def test_compose_runs_two_replicas_on_redis_behind_the_lb() -> None:
     assert "8080:8080" in lb["ports"]
     assert any(v.startswith("./deploy/nginx.conf:") for v in lb["volumes"])
     assert set(lb["depends_on"]) == {"ticker-1", "ticker-2"}
+    # nginx starts once both replicas are ready (their healthcheck is /readyz).
+    assert all(c["condition"] == "service_healthy" for c in lb["depends_on"].values())
+
+
+def test_replicas_drain_log_json_and_can_hold_many_readers() -> None:
+    for name, svc in compose()["services"].items():
+        if not name.startswith("ticker-"):
+            continue
+        env = svc["environment"]
+        assert env["TICKER_LOG_FORMAT"] == "json"
+        assert int(env["TICKER_WORKERS"]) >= 1
+        # Docker's SIGKILL must come after the drain and the final flush (2 s).
+        drain = float(env["TICKER_SHUTDOWN_TIMEOUT"])
+        assert int(svc["stop_grace_period"].rstrip("s")) > drain + 2
+        assert "/readyz" in " ".join(svc["healthcheck"]["test"])
+        assert svc["ulimits"]["nofile"]["soft"] >= 65536
+        assert int(svc["sysctls"]["net.core.somaxconn"]) >= 8192
+        # No published ports: only the load balancer reaches a replica.
+        assert "ports" not in svc
+
+
+def block(conf: str, head: str) -> str:
+    found = re.search(re.escape(head) + r" \{(.*?)\n  ?  ?\}", conf, re.S)
+    assert found is not None, head
+    return found.group(1)
 
 
 def test_nginx_routes_websockets_and_sse_to_both_replicas() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    upstream = re.search(r"upstream ticker \{(.*?)\}", conf, re.S)
-    assert upstream is not None
-    servers = re.findall(r"server (\S+?):(\d+)", upstream.group(1))
     services = compose()["services"]
-    assert {host for host, _ in servers} == {n for n in services if n.startswith("ticker-")}
-    assert all(port == "8000" for _, port in servers)
-    ws = re.search(r"location /ws/ \{(.*?)\}", conf, re.S)
-    assert ws is not None
-    assert "proxy_set_header Upgrade $http_upgrade" in ws.group(1)
-    assert "proxy_set_header Connection $connection_upgrade" in ws.group(1)
-    assert "proxy_http_version 1.1" in ws.group(1)
-    sse = re.search(r"location /sse/ \{(.*?)\}", conf, re.S)
-    assert sse is not None and "proxy_buffering off" in sse.group(1)
+    replicas = {n for n in services if n.startswith("ticker-")}
+    for name in ("ticker", "ticker_readers"):
+        servers = re.findall(r"server (\S+?):(\d+)", block(conf, f"upstream {name}"))
+        assert {host for host, _ in servers} == replicas
+        assert all(port == "8000" for _, port in servers)
+    # Long-lived readers: no failure marking (a websocket probe would never end, and a
+    # replica that came back would get one reader per fail_timeout: test_nginx.py).
+    assert block(conf, "upstream ticker_readers").count("max_fails=0") == len(replicas)
+    ws = block(conf, "location /ws/")
+    assert "proxy_pass http://ticker_readers;" in ws
+    assert "proxy_set_header Upgrade $http_upgrade" in ws
+    assert "proxy_set_header Connection $connection_upgrade" in ws
+    assert "proxy_http_version 1.1" in ws
+    # Longer than the server's ping interval, or nginx would cut idle readers.
+    read_timeout = re.search(r"proxy_read_timeout (\d+)s;", ws)
+    assert read_timeout is not None and int(read_timeout.group(1)) > 20
+    sse = block(conf, "location /sse/")
+    assert "proxy_pass http://ticker_readers;" in sse and "proxy_buffering off" in sse
+    for where in ("location /ws/", "location /sse/", "location /"):
+        body = block(conf, where)
+        # nginx does not merge proxy_set_header with the server's: each location has all.
+        assert "proxy_set_header Host $http_host;" in body  # the origin check needs the port
+        assert "proxy_set_header X-Request-ID $req_id;" in body
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in body
+    assert re.search(r"map \$http_x_request_id \$req_id", conf)
+    assert re.search(r"proxy_connect_timeout [12]s;", conf)
+    assert "return 404" in block(conf, "location = /metrics")  # scraped per replica
     listen = re.search(r"listen (\d+);", conf)
     assert listen is not None and f"{listen.group(1)}:{listen.group(1)}" in \
         services["lb"]["ports"]

@@ -6,6 +6,7 @@ fans the entry out like any other publisher's, so HTTP and raw Redis behave the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -14,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ticker.cors import reader_headers
 from ticker.errors import Unavailable, ValidationError
 from ticker.httpio import HTTPError, read_json_object
 from ticker.hub import ChannelHub
 from ticker.items import OPS, entry_fields, parse_entry, parse_stream_id
 from ticker.runtime import Runtime
 
+IDEM_TTL = 24 * 3600
 PUBLISH_FIELDS = {"text", "source", "urgency", "link", "tags", "ttl", "expires", "idem"}
 OP_FIELDS: dict[str, set[str]] = {
     "correct": {"text", "source", "urgency", "link", "tags", "reason"},
@@ -102,15 +105,57 @@ async def publish(request: Request) -> Response:
         raise ValidationError("text is missing", field="text")
     fields = to_fields(body, PUBLISH_FIELDS)
     fields["by"] = by
-    idem = fields.get("idem")
+    idem = fields.get("idem", "").strip()
     if idem:
-        earlier = channel.state.idem_item(idem.strip())
-        if earlier is not None:
-            return JSONResponse({"id": earlier, "cursor": earlier, "channel": channel.info.name,
-                                 "duplicate": True}, status_code=200)
+        return await publish_once(request, channel, fields, idem)
     entry_id = await append(request, channel, fields)
+    return created(request, channel, entry_id)
+
+
+def created(request: Request, channel: ChannelHub, entry_id: str) -> Response:
     return JSONResponse({"id": entry_id, "cursor": entry_id, "channel": channel.info.name},
                         status_code=201, headers={"Location": request.url.path + "/" + entry_id})
+
+
+def duplicate(channel: ChannelHub, item_id: str) -> Response:
+    return JSONResponse({"id": item_id, "cursor": item_id, "channel": channel.info.name,
+                         "duplicate": True}, status_code=200)
+
+
+async def publish_once(request: Request, channel: ChannelHub, fields: dict[str, str],
+                       idem: str) -> Response:
+    """Publish with an idempotency key: a retry within 24 h answers the first item's id.
+
+    The key is claimed in Redis (SET NX) before the XADD, so two nodes cannot both publish
+    it; the fold (ChannelState) also drops a repeated `idem`, which covers publishers that
+    XADD straight into Redis.
+    """
+    parse_entry(fields)  # validate before claiming the key
+    earlier = channel.state.idem_item(idem)
+    if earlier is not None:
+        return duplicate(channel, earlier)
+    runtime = runtime_of(request)
+    key = runtime.keys.idem(channel.info.name, idem)
+    redis = runtime.store.redis
+    try:
+        if not await redis.set(key, b"pending", nx=True, ex=IDEM_TTL):
+            raw = await redis.get(key)
+            existing = raw.decode() if isinstance(raw, bytes) else raw
+            if existing is None or existing == "pending":
+                raise HTTPError(409, "conflict", "a publish with this idem key is in progress; "
+                                "retry in a moment", field="idem")
+            return duplicate(channel, existing)
+    except RedisError:
+        raise Unavailable("Redis is unreachable; retry with the same idem key") from None
+    try:
+        entry_id = await append(request, channel, fields)
+    except Unavailable:
+        with contextlib.suppress(RedisError):
+            await redis.delete(key)
+        raise
+    with contextlib.suppress(RedisError):
+        await redis.set(key, entry_id.encode(), ex=IDEM_TTL)
+    return created(request, channel, entry_id)
 
 
 async def act(request: Request) -> Response:
@@ -151,8 +196,10 @@ async def snapshot(request: Request) -> Response:
     """The snapshot frame as plain JSON: the polling fallback, cacheable for a few seconds."""
     channel = channel_of(request)
     payload = channel.snapshot_payload(int(time.time() * 1000))
-    return Response(payload, media_type="application/json",
-                    headers={"Cache-Control": "public, max-age=2"})
+    # Readable by the widget on allowed other origins (polling fallback), like /sse.
+    headers = {"Cache-Control": "public, max-age=2",
+               **reader_headers(request, runtime_of(request))}
+    return Response(payload, media_type="application/json", headers=headers)
 
 
 async def channels(request: Request) -> Response:

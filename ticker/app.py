@@ -18,12 +18,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ticker import api
-from ticker.errors import TickerError
+from ticker import api, desk, feeds, metrics, openapi, reach, requestid, sse
+from ticker.errors import TickerError, Unavailable
 from ticker.httpio import error_response
+from ticker.metrics import Worker
+from ticker.requestid import RequestId
 from ticker.runtime import Runtime
 from ticker.settings import Settings
 from ticker.store import redis_client
+from ticker.throttle import Throttle
 
 log = logging.getLogger("ticker.app")
 
@@ -80,7 +83,8 @@ async def readyz(request: Request) -> Response:
     runtime: Runtime = request.state.ticker
     reader = runtime.reader
     body = {
-        "ready": reader.ready,
+        "ready": runtime.ready,
+        "draining": runtime.draining,
         "redis": "up" if reader.connected else "down",
         "bootstrapped": reader.bootstrapped,
         "caught_up": reader.caught_up,
@@ -90,7 +94,7 @@ async def readyz(request: Request) -> Response:
         "last_error": reader.last_error or None,
         "connections": runtime.hub.connections(),
     }
-    return JSONResponse(body, status_code=200 if reader.ready else 503,
+    return JSONResponse(body, status_code=200 if runtime.ready else 503,
                         headers={"Cache-Control": "no-store"})
 
 
@@ -102,6 +106,8 @@ def page(name: str) -> Any:
 
 async def ticker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TickerError)
+    if isinstance(exc, Unavailable):  # Redis failed under a request: counted for /metrics
+        request.state.ticker.redis_errors["api"] += 1
     return error_response(exc)
 
 
@@ -114,17 +120,21 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # This handler runs outside the middleware, so it adds the request id itself.
+    rid = requestid.current.get()
     return JSONResponse({"error": "internal", "message": "internal error; it was logged"},
-                        status_code=500)
+                        status_code=500, headers={"X-Request-ID": rid} if rid else None)
 
 
-def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
+def create_app(settings: Settings, redis: Redis | None = None,
+               worker: Worker | None = None) -> Starlette:
     """The whole HTTP surface. `redis` defaults to a client for `settings.redis_url`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        client = redis if redis is not None else redis_client(settings.redis_url)
-        runtime = Runtime(settings, client)
+        client = redis if redis is not None else redis_client(
+            settings.redis_url, cluster=settings.redis_cluster)
+        runtime = Runtime(settings, client, worker)
         try:
             async with runtime.run():
                 yield {"ticker": runtime}
@@ -136,7 +146,13 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         Route("/", page("index.html"), methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         *api.routes,
+        *openapi.routes,
+        *reach.routes,
+        *desk.routes,
+        *sse.routes,
+        *feeds.routes,
         Mount("/static", app=StaticFiles(directory=web_dir()), name="static"),
     ]
     app = Starlette(
@@ -148,5 +164,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
             Exception: server_error,
         },
     )
+    app.add_middleware(Throttle, rate=settings.rate_limit, burst=settings.rate_burst)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestId)  # outermost of ours: its id is on every log line below
     return app

@@ -1,4 +1,4 @@
-"""The `ticker` command: serve | token | post | kill | deadletter.
+"""The `ticker` command: serve | user | token | post | kill | deadletter.
 
 Every subcommand takes the settings flags (or `TICKER_*` variables). Commands that need
 Redis use `TICKER_REDIS_URL`, else the embedded Redis of a ticker running on the same data
@@ -18,14 +18,15 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ticker import publisher
+from ticker import publisher, usercli
 from ticker.embedded import EmbeddedRedis, running_url
 from ticker.errors import TickerError
 from ticker.logs import configure
 from ticker.settings import SETTINGS, Settings
 from ticker.store import Keys, Store, redis_client
 
-REDIS_FLAGS = ("redis_url", "data_dir", "key_prefix", "channels", "log_level")
+REDIS_FLAGS = ("redis_url", "redis_cluster", "data_dir", "key_prefix", "channels",
+               "log_level", "log_format")
 
 
 def add_settings(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     dlist = dsub.add_parser("list", help="newest first")
     dlist.add_argument("--count", type=int, default=50)
     add_settings(dlist, REDIS_FLAGS)
+
+    usercli.add_parser(sub, lambda p: add_settings(p, REDIS_FLAGS))
     return parser
 
 
@@ -93,7 +96,7 @@ async def connect(settings: Settings) -> AsyncIterator[Redis]:
     if not url:
         embedded = EmbeddedRedis(settings.data_dir, settings.embedded_redis_port)
         url = embedded.start()
-    client = redis_client(url)
+    client = redis_client(url, cluster=settings.redis_cluster and bool(settings.redis_url))
     try:
         yield client
     finally:
@@ -111,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {s.attr: getattr(args, s.attr, None) for s in SETTINGS}
     try:
         settings = Settings.load(overrides=overrides)
-        configure(settings.log_level)
+        configure(settings.log_level, settings.log_format)
         return dispatch(args, settings)
     except TickerError as exc:
         where = f" ({exc.field})" if exc.field else ""
@@ -126,7 +129,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         from ticker.server import serve
         return serve(settings)
-    keys = Keys(settings.key_prefix)
+    keys = Keys.for_settings(settings)
 
     async def token() -> int:
         async with connect(settings) as redis:
@@ -177,5 +180,9 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print("no dead letters", file=sys.stderr)
         return 0
 
-    commands = {"token": token, "post": post, "kill": kill, "deadletter": deadletter}
+    async def user() -> int:
+        return await usercli.run(args, settings, keys, connect)
+
+    commands = {"token": token, "post": post, "kill": kill, "deadletter": deadletter,
+                "user": user}
     return run_async(commands[args.command])

@@ -6,6 +6,10 @@ channels, each from its own last ID: positions are always explicit, so after a R
 the loop resumes exactly where it stopped, with nothing skipped and nothing applied twice.
 
 Every error is caught and retried with backoff; the task only ends when cancelled.
+
+Redis Cluster (`Keys.cluster`): one XREAD may only name keys of one slot, and each channel's
+stream is hash-tagged into its own slot, so there is one loop per slot, all running at once
+(a quiet slot's BLOCK must not delay another slot's events). Positions stay per channel.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from ticker.backoff import Backoff
@@ -66,6 +71,16 @@ class Reader:
         self.block_ms = block_ms
         self.on_rejected = on_rejected
         self.streams = {keys.stream(name): name for name in hub.channels}
+        # The streams one XREAD may name together: all of them, or one slot's in a cluster.
+        self.groups: list[dict[str, str]] = [self.streams]
+        if keys.cluster:
+            slots: dict[int, dict[str, str]] = {}
+            for key, name in self.streams.items():
+                slots.setdefault(key_slot(key.encode()), {})[key] = name
+            self.groups = list(slots.values())
+        self._down: set[str] = set()  # groups whose last read failed
+        self._behind: set[str] = set()  # groups whose last read was a full page
+        self._bootstrapping = asyncio.Lock()
         self.bootstrapped = False
         self.caught_up = False
         self.connected = False
@@ -81,32 +96,47 @@ class Reader:
         return self.bootstrapped and self.caught_up and self.connected and fresh
 
     async def run(self) -> None:
-        backoff = Backoff(base=0.1, cap=5.0)
+        if len(self.groups) == 1:
+            await self._loop(self.groups[0])
+            return
+        async with asyncio.TaskGroup() as tasks:
+            for i, group in enumerate(self.groups):
+                tasks.create_task(self._loop(group), name=f"ticker-reader-slot-{i}")
+
+    async def _loop(self, streams: dict[str, str]) -> None:
+        # Capped at 2 s: a reconnect attempt is one cheap TCP connect, and readers are shown
+        # a stale ticker until it succeeds.
+        backoff = Backoff(base=0.1, cap=2.0)
+        tag = next(iter(streams))
         while True:
             try:
-                if not self.bootstrapped:
-                    await self.bootstrap()
-                await self.read_once()
-                if not self.connected:
+                async with self._bootstrapping:
+                    if not self.bootstrapped:
+                        await self.bootstrap()
+                await self.read_once(streams)
+                self._down.discard(tag)
+                if not self.connected and not self._down:
                     log.info("redis reachable again; reading resumes from the last ids")
-                self.connected = True
-                self.hub.set_stale(False, now_ms())
+                self.connected = not self._down
+                if self.connected:
+                    self.hub.set_stale(False, now_ms())
                 backoff.reset()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self._failed(exc)
+                self._failed(exc, tag)
                 await asyncio.sleep(backoff.next())
             except Exception as exc:  # a bug must not kill the only reader: log and go on
                 log.exception("reader error (continuing)")
-                self._failed(exc)
+                self._failed(exc, tag)
                 await asyncio.sleep(backoff.next())
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, tag: str = "") -> None:
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.connected or self.errors == 1:
             log.warning("redis unreachable (%s); retrying with backoff", self.last_error)
+        self._down.add(tag)
         self.connected = False
         self.caught_up = False
         self.hub.set_stale(True, now_ms())
@@ -145,17 +175,24 @@ class Reader:
             return before(_id(first[0]))
         return parse_stream_id(_id(info.get("last-generated-id", b"0-0"))) or (0, 0)
 
-    async def read_once(self) -> None:
-        """One XREAD over every channel from its own position; apply what came."""
+    async def read_once(self, streams: dict[str, str] | None = None) -> None:
+        """One XREAD over `streams` (default: every channel), each from its own position;
+        apply what came."""
+        streams = self.streams if streams is None else streams
         positions: dict[Any, Any] = {key: self.hub.channels[name].state.cursor
-                                     for key, name in self.streams.items()}
+                                     for key, name in streams.items()}
         reply: Any = await self.redis.xread(positions, count=self.count, block=self.block_ms)
         self.last_ok = time.monotonic()
         total = 0
         for stream, rows in reply or ():
             total += len(rows)
             await self._apply(self.streams[_id(stream)], rows)
-        self.caught_up = total < self.count
+        tag = next(iter(streams))
+        if total < self.count:
+            self._behind.discard(tag)
+        else:
+            self._behind.add(tag)
+        self.caught_up = not self._behind
         if total:
             last = max(parse_stream_id(_id(rows[-1][0])) or (0, 0) for _, rows in reply)
             self.lag_ms = max(0, now_ms() - last[0])

@@ -18,7 +18,12 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ticker import redisconn
 from ticker.hub import Hub, Rejection
+from ticker.limits import ConnectionCap, Proxies
+from ticker.metrics import SharedMetrics, Worker
+from ticker.newsroom import Newsroom
+from ticker.reach import Reach
 from ticker.reader import Reader
 from ticker.settings import Settings
 from ticker.store import Keys, Store
@@ -29,10 +34,11 @@ log = logging.getLogger("ticker.runtime")
 class Runtime:
     """Everything one server process runs. Build it, then `async with runtime.run():`."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings, redis: Redis, worker: Worker | None = None) -> None:
         self.settings = settings
         self.redis = redis
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys.for_settings(settings)
+        self.worker = worker or Worker()
         self.store = Store(redis, self.keys, settings.stream_maxlen)
         self.hub = Hub(
             settings.channels,
@@ -45,6 +51,17 @@ class Runtime:
             count=settings.read_count, block_ms=settings.read_block_ms,
             on_rejected=self._dead_letters,
         )
+        # The editors' desk: sign-in, audit, scheduled and pending items (ticker.desk).
+        self.newsroom = Newsroom(settings, redis, self.keys, self.hub)
+        self.reach = Reach(redis, self.hub, self.keys)
+        self.shared_metrics = (SharedMetrics(self.worker.shared_dir, self.worker.index)
+                               if self.worker.shared_dir is not None else None)
+        self.redis_errors: Counter[str] = Counter()  # component -> failed Redis commands
+        self.dead_letters_written = 0
+        self.draining = False
+        # Per client address: open websockets/SSE streams, and HTTP requests per second.
+        self.proxies = Proxies(settings.trusted_proxies)
+        self.ws_cap = ConnectionCap(settings.max_connections_per_ip)
         self.per_channel: Counter[str] = Counter()
         self.pending_dead: list[Rejection] = []
         self.started = False
@@ -55,8 +72,14 @@ class Runtime:
         tasks = [
             asyncio.create_task(self.reader.run(), name="ticker-reader"),
             asyncio.create_task(self._housekeeping(), name="ticker-housekeeping"),
+            asyncio.create_task(self.reach.run(), name="ticker-reach"),
+            asyncio.create_task(self.newsroom.run_scheduler(), name="ticker-scheduler"),
         ]
         self.started = True
+        await self._await_bootstrap()
+        if self.shared_metrics is not None:
+            tasks.append(asyncio.create_task(self.shared_metrics.run(self),
+                                             name="ticker-metrics"))
         try:
             yield self
         finally:
@@ -66,9 +89,48 @@ class Runtime:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._final_flush()
+
+    async def _await_bootstrap(self, limit: float = 5.0) -> None:
+        """Hold startup (and so the listener) until the streams are folded, unless Redis
+        fails or `limit` passes: a restarted worker or node must not greet readers with an
+        empty snapshot and then replay the whole stream at them."""
+        deadline = time.monotonic() + limit
+        # Polled: two conditions the reader owns, checked for a few milliseconds at startup.
+        while (not self.reader.bootstrapped and self.reader.errors == 0  # noqa: ASYNC110
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.01)
+
+    @property
+    def ready(self) -> bool:
+        """What /readyz answers: the reader is ready and we are not shutting down."""
+        return self.reader.ready and not self.draining
+
+    def drain(self) -> None:
+        """Shutdown begins: /readyz turns 503, and every reader (websocket and SSE) is closed
+        with 1012 so it resumes elsewhere by cursor. Called once the listeners are closed."""
+        self.draining = True
+        for channel in self.hub.channels.values():
+            for conn in (*channel.writers, *channel.sse_writers, *channel.blocked):
+                conn.drop(1012, "service restart: reconnect with your cursor")
+
+    async def _final_flush(self) -> None:
+        """On the way out: write what only this process knows (reach counts, dead letters),
+        bounded so a dead Redis cannot hold the exit."""
+        try:
+            async with asyncio.timeout(2.0):
+                await self.reach.flush()
+                if self.pending_dead:
+                    pending, self.pending_dead = self.pending_dead, []
+                    await self._dead_letters(pending)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("shutdown: reach counts or dead letters not written (%s)", exc)
+        if self.shared_metrics is not None:
+            self.shared_metrics.remove(self.worker.index)
 
     async def _housekeeping(self) -> None:
-        """Once a second: slow-client sweep, pings, retrying dead letters that failed."""
+        """Once a second: slow-client sweep, pings, retrying dead letters that failed,
+        and (Sentinel) moving to a new master."""
         last_ping = time.monotonic()
         interval = self.settings.ping_interval
         while True:
@@ -82,6 +144,7 @@ class Runtime:
                 if self.pending_dead and self.reader.connected:
                     pending, self.pending_dead = self.pending_dead, []
                     await self._dead_letters(pending)
+                await redisconn.follow_failover(self.redis)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -90,8 +153,10 @@ class Runtime:
     async def _dead_letters(self, rejected: Sequence[Rejection]) -> None:
         for i, rejection in enumerate(rejected):
             try:
-                await self.store.dead_letter(rejection)
+                if await self.store.dead_letter(rejection):
+                    self.dead_letters_written += 1
             except RedisError as exc:
+                self.redis_errors["deadletter"] += 1
                 log.warning("dead letter not written yet (%s); will retry", exc)
                 self.pending_dead.extend(rejected[i:])
                 if len(self.pending_dead) > 10_000:

@@ -1,10 +1,20 @@
-"""`ticker serve`: uvicorn with the Starlette app and our websocket protocol on one port."""
+"""`ticker serve`: uvicorn with the Starlette app and our websocket protocol on one port.
+
+`--workers N` (N > 1) runs N such servers on the port under a supervisor (ticker.workers).
+
+Shutdown (SIGTERM or Ctrl-C), in this order: the listeners close (no new connections); the
+runtime drains: /readyz turns 503 and every reader, websocket or SSE, is closed with 1012
+("service restart") so it reconnects elsewhere with its cursor; uvicorn waits up to
+`TICKER_SHUTDOWN_TIMEOUT` for connections and requests to finish; the lifespan then stops
+the background tasks and flushes reach counts and dead letters (at most 2 s more).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +23,7 @@ import uvicorn
 
 from ticker.app import create_app
 from ticker.embedded import EmbeddedRedis
+from ticker.metrics import Worker
 from ticker.settings import Settings
 from ticker.wsserver import TickerWebSocket
 
@@ -37,7 +48,22 @@ def redis_for_serving(settings: Settings) -> Iterator[Settings]:
         print("ticker: embedded Redis stopped", file=sys.stderr, flush=True)
 
 
-def uvicorn_config(settings: Settings, **extra: Any) -> uvicorn.Config:
+class TickerServer(uvicorn.Server):
+    """uvicorn's server, with the drain step (module docstring) between closing the listeners
+    and uvicorn's own connection shutdown."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in getattr(self, "servers", ()):
+            server.close()  # stop accepting first: a drained reader must reconnect elsewhere
+        lifespan = getattr(self, "lifespan", None)
+        runtime = lifespan.state.get("ticker") if lifespan is not None else None
+        if runtime is not None:
+            runtime.drain()
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(settings: Settings, worker: Worker | None = None,
+                   **extra: Any) -> uvicorn.Config:
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -48,15 +74,23 @@ def uvicorn_config(settings: Settings, **extra: Any) -> uvicorn.Config:
         "loop": "uvloop",
         "http": "httptools",
         "backlog": 8192,
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
         "server_header": False,
+        # Only these peers may set the client address and scheme (X-Forwarded-For/-Proto):
+        # the desk's per-address login limit and its Secure cookie depend on them.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
     }
     options.update(extra)
-    return uvicorn.Config(create_app(settings), **options)
+    return uvicorn.Config(create_app(settings, worker=worker), **options)
 
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; the embedded Redis (if any) is stopped on the way out."""
+    if settings.workers > 1:
+        from ticker.workers import supervise
+
+        return supervise(settings)
     # uvicorn re-raises the signal it caught after its graceful shutdown; with these
     # handlers that unwinds our `finally` blocks instead of killing the process outright.
     def _exit(signum: int, frame: Any) -> None:
@@ -67,7 +101,7 @@ def serve(settings: Settings) -> int:
         with redis_for_serving(settings) as ready:
             print(f"ticker: serving http://{ready.host}:{ready.port}/ channels "
                   f"{', '.join(ready.channel_names)}", file=sys.stderr, flush=True)
-            server = uvicorn.Server(uvicorn_config(ready))
+            server = TickerServer(uvicorn_config(ready))
             server.run()
     except (KeyboardInterrupt, SystemExit):
         pass

@@ -6,6 +6,7 @@ Command-line flags override the environment; every setting is listed in `SETTING
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -90,7 +91,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)"),
     Setting("port", int, 8000, "port for HTTP, websockets and SSE"),
     Setting("redis_url", str, "",
-            "Redis to use (redis://, rediss://, unix://); empty: start an embedded redis-server"),
+            "Redis to use (redis://, rediss://, unix://, redis+sentinel://host:port,.../master"
+            "[/db]); empty: start an embedded redis-server"),
+    Setting("redis_cluster", bool, False,
+            "the Redis URL is a Redis Cluster node (stream keys are hash-tagged per channel)"),
     Setting("data_dir", str, "ticker-data",
             "directory of the embedded Redis (AOF persistence) and its lock"),
     Setting("embedded_redis_port", int, 0,
@@ -110,9 +114,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("slow_timeout", float, 30.0,
             "seconds a slow websocket may stay blocked before it is closed"),
     Setting("max_body", int, 16 * 1024, "largest accepted HTTP request body, in bytes"),
+    Setting("max_connections_per_ip", int, 1000,
+            "open websockets and SSE streams per client address (0: no cap; mind carrier NAT)"),
+    Setting("rate_limit", float, 20.0,
+            "HTTP requests per second per client address, sustained (0: no limit)"),
+    Setting("rate_burst", int, 100, "HTTP requests per client address in a burst"),
+    Setting("sse_heartbeat", float, 15.0,
+            "seconds of silence before an SSE stream gets a comment line (keeps proxies open)"),
+    Setting("feed_items", int, 50, "most entries in a channel's JSON Feed, RSS and Atom feeds"),
+    Setting("feed_max_age", int, 30,
+            "seconds caches (CDNs, readers) may keep a feed: Cache-Control max-age and RSS ttl"),
     Setting("read_count", int, 500, "entries per XREAD (items read together go out together)"),
     Setting("read_block_ms", int, 1000, "XREAD BLOCK timeout in milliseconds"),
     Setting("log_level", str, "info", "debug, info, warning or error"),
+    Setting("log_format", str, "text", "text, or json: one JSON object per line with request ids"),
+    Setting("workers", int, 1,
+            "processes sharing the port (SO_REUSEPORT), each reading the streams itself"),
+    Setting("shutdown_timeout", float, 10.0,
+            "seconds a stopping process gives its connections to close (SIGTERM drains)"),
+    Setting("secret_key", str, "",
+            "signs desk session cookies (32+ characters); empty: a random key made once and "
+            "kept in Redis, shared by every node"),
+    Setting("trusted_proxies", str, "127.0.0.1,::1",
+            "proxy addresses/networks whose X-Forwarded-For/-Proto are believed, comma "
+            "separated (empty: none)"),
+    Setting("session_ttl", int, 12 * 3600, "seconds a desk sign-in lasts"),
+    Setting("login_limit_account", int, 5,
+            "failed sign-ins per account name per window before it is locked for the window"),
+    Setting("login_limit_ip", int, 30,
+            "failed sign-ins per client address per window before it is locked for the window"),
+    Setting("login_window", int, 15 * 60, "seconds of the sign-in rate-limit window"),
 )
 
 
@@ -123,6 +154,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str = ""
+    redis_cluster: bool = False
     data_dir: Path = Path("ticker-data")
     embedded_redis_port: int = 0
     channels: tuple[Channel, ...] = field(default_factory=lambda: parse_channels("en"))
@@ -135,9 +167,24 @@ class Settings:
     socket_sndbuf: int = 0
     slow_timeout: float = 30.0
     max_body: int = 16 * 1024
+    max_connections_per_ip: int = 1000
+    rate_limit: float = 20.0
+    rate_burst: int = 100
+    sse_heartbeat: float = 15.0
+    feed_items: int = 50
+    feed_max_age: int = 30
     read_count: int = 500
     read_block_ms: int = 1000
     log_level: str = "info"
+    log_format: str = "text"
+    workers: int = 1
+    shutdown_timeout: float = 10.0
+    secret_key: str = ""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    session_ttl: int = 12 * 3600
+    login_limit_account: int = 5
+    login_limit_ip: int = 30
+    login_window: int = 15 * 60
 
     @classmethod
     def load(
@@ -169,6 +216,10 @@ class Settings:
             vals["allowed_origins"] = tuple(
                 o.strip().rstrip("/") for o in str(vals["allowed_origins"]).split(",") if o.strip()
             )
+        if isinstance(vals.get("trusted_proxies"), str):
+            vals["trusted_proxies"] = tuple(
+                p.strip() for p in str(vals["trusted_proxies"]).split(",") if p.strip()
+            )
         if isinstance(vals.get("data_dir"), str):
             vals["data_dir"] = Path(str(vals["data_dir"]))
         settings = cls(**vals)  # type: ignore[arg-type]
@@ -181,11 +232,15 @@ class Settings:
     def check(self) -> None:
         """Fail loudly, naming the variable, on a value that cannot work."""
         positive = ("port", "max_items", "stream_maxlen", "client_buffer",
-                    "max_body", "read_count", "read_block_ms")
+                    "max_body", "read_count", "read_block_ms", "session_ttl",
+                    "login_limit_account", "login_limit_ip", "login_window",
+                    "sse_heartbeat", "feed_items")
         for name in positive:
             if getattr(self, name) <= 0 and not (name == "port" and self.port == 0):
                 raise ConfigError(f"TICKER_{name.upper()} must be positive",
                                   field=f"TICKER_{name.upper()}")
+        if self.feed_max_age < 0:
+            raise ConfigError("TICKER_FEED_MAX_AGE must be 0 or more", field="TICKER_FEED_MAX_AGE")
         if not 0 < self.port < 65536 and self.port != 0:
             raise ConfigError("TICKER_PORT must be 0-65535", field="TICKER_PORT")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -194,15 +249,41 @@ class Settings:
         if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", self.key_prefix):
             raise ConfigError("TICKER_KEY_PREFIX: 1-64 of A-Z a-z 0-9 _ . : -",
                               field="TICKER_KEY_PREFIX")
-        if self.redis_url and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
-            raise ConfigError("TICKER_REDIS_URL must start with redis://, rediss:// or unix://",
-                              field="TICKER_REDIS_URL")
+        if self.redis_url and not re.match(r"^(redis|rediss|unix|redis\+sentinel|"
+                                           r"rediss\+sentinel)://", self.redis_url):
+            raise ConfigError("TICKER_REDIS_URL must start with redis://, rediss://, unix://, "
+                              "redis+sentinel:// or rediss+sentinel://", field="TICKER_REDIS_URL")
+        if self.redis_cluster and not re.match(r"^rediss?://", self.redis_url):
+            raise ConfigError("TICKER_REDIS_CLUSTER needs a redis:// or rediss:// TICKER_REDIS_URL "
+                              "(a cluster node)", field="TICKER_REDIS_CLUSTER")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("TICKER_LOG_FORMAT must be text or json", field="TICKER_LOG_FORMAT")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError("TICKER_WORKERS must be 1-256", field="TICKER_WORKERS")
+        if not 0 < self.shutdown_timeout <= 3600:
+            raise ConfigError("TICKER_SHUTDOWN_TIMEOUT must be above 0 and at most 3600",
+                              field="TICKER_SHUTDOWN_TIMEOUT")
+        if self.secret_key and len(self.secret_key) < 32:
+            raise ConfigError("TICKER_SECRET_KEY must be at least 32 characters (or empty)",
+                              field="TICKER_SECRET_KEY")
+        for proxy in self.trusted_proxies:
+            if proxy == "*":
+                continue  # uvicorn's "trust any peer": only behind a proxy that strips them
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"TICKER_TRUSTED_PROXIES: {proxy!r} is not an address or "
+                                  "network", field="TICKER_TRUSTED_PROXIES") from None
+        if self.max_connections_per_ip < 0 or self.rate_limit < 0 or self.rate_burst < 1:
+            raise ConfigError("TICKER_MAX_CONNECTIONS_PER_IP and TICKER_RATE_LIMIT must be >= 0, "
+                              "TICKER_RATE_BURST >= 1", field="TICKER_RATE_LIMIT")
         if not 0 <= self.socket_sndbuf <= 64 * 1024 * 1024:
             raise ConfigError("TICKER_SOCKET_SNDBUF must be 0 (autotuning) to 64 MiB",
                               field="TICKER_SOCKET_SNDBUF")
         if self.read_block_ms >= 5000:
             # redis-py's socket timeout must outlast the block; we set it, but keep it sane.
-            raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000", field="TICKER_READ_BLOCK_MS")
+            raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000",
+                              field="TICKER_READ_BLOCK_MS")
 
     def channel(self, name: str) -> Channel | None:
         for ch in self.channels:
@@ -215,12 +296,20 @@ class Settings:
         return tuple(c.name for c in self.channels)
 
 
-KIND_NAMES: dict[type, str] = {int: "a whole number", float: "a number", str: "text"}
+KIND_NAMES: dict[type, str] = {int: "a whole number", float: "a number", str: "text",
+                               bool: "true or false"}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 
 def _convert(setting: Setting, raw: object, origin: str) -> object:
     if setting.kind is str:
         return str(raw)
+    if setting.kind is bool:
+        word = str(raw).strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ConfigError(f"{origin} must be {KIND_NAMES[bool]}, not {raw!r}", field=origin)
     try:
         if setting.kind is int:
             return int(str(raw))

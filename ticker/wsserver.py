@@ -1,11 +1,10 @@
 """The websocket endpoint `/ws/{channel}`: a uvicorn websocket protocol class.
 
 uvicorn parses HTTP and hands every `Upgrade: websocket` request to this class (`ws=` in its
-Config) on the same port as the Starlette app. The handshake and inbound frames go through
-the `websockets` sans-I/O core (`ServerProtocol`); outbound frames skip it entirely: the hub
-writes pre-encoded bytes straight to the transport. That is what makes the fan-out cost
-close to the raw floor (docs/fanout.md), where the per-connection ASGI path costs twice as
-much CPU and memory.
+Config) on the same port as the Starlette app, replaying the request's bytes. We check the
+handshake ourselves (ticker.wsframes: small, pure, RFC 6455) and then never encode a frame
+per connection: the hub writes the same pre-encoded bytes straight to every transport. That
+is what keeps the fan-out and the connect cost near the raw floor (docs/fanout.md).
 """
 
 from __future__ import annotations
@@ -15,14 +14,20 @@ import logging
 import socket
 import time
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-
-from ticker.protocol import close_frame
+from ticker.protocol import OP_PING, close_frame, frame
+from ticker.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PONG,
+    OP_TEXT,
+    FrameReader,
+    HandshakeError,
+    ProtocolError,
+    close_code,
+    handshake,
+)
 
 if TYPE_CHECKING:
     from ticker.hub import ChannelHub
@@ -30,9 +35,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ticker.ws")
 
-MAX_INBOUND = 1024
+MAX_INBOUND = 1024  # bytes per client message: readers send nothing but tiny control
+INBOUND_WINDOW = 10.0  # seconds
+INBOUND_LIMIT = 50  # client frames per window before the connection is closed (1008)
 CLOSE_GRACE = 5.0  # seconds a closing peer gets to read our close frame
 AHEAD_RETRIES = 20  # x 0.1 s: how long a cursor from a node that is ahead of us may wait
+OP_PONG_OUT = 0xA
 
 
 def now_ms() -> int:
@@ -43,9 +51,11 @@ class TickerWebSocket(asyncio.Protocol):
     """One reader's websocket. Constructed by uvicorn with the upgrade request replayed."""
 
     __slots__ = (
-        "app_state", "awaiting_pong", "blocked_since", "channel", "closed", "cursor", "proto",
-        "runtime", "server_state", "transport", "write",
+        "address", "awaiting_pong", "blocked_since", "channel", "closed", "cursor",
+        "inbound", "inbound_since", "reader", "runtime", "server_state", "transport", "write",
     )
+
+    sse = False  # the hub frames our messages as websocket frames
 
     def __init__(
         self,
@@ -55,17 +65,17 @@ class TickerWebSocket(asyncio.Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.server_state = server_state
-        self.app_state = app_state
         self.runtime: Runtime | None = app_state.get("ticker")
         self.transport: asyncio.Transport | None = None
-        self.proto: ServerProtocol | None = None
+        self.reader: FrameReader | None = None  # set once the handshake succeeded
         self.channel: ChannelHub | None = None
+        self.address: str | None = None  # counted against the per-address cap
         self.awaiting_pong = False
         self.blocked_since = 0.0
         self.closed = False
         self.cursor: str | None = None
-
-    sse = False  # the hub frames our messages as websocket frames
+        self.inbound = 0
+        self.inbound_since = 0.0
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -75,46 +85,35 @@ class TickerWebSocket(asyncio.Protocol):
         self.transport = transport
         self.write = transport.write
         self.server_state.connections.add(self)
-        limit = self.runtime.settings.client_buffer if self.runtime else 256 * 1024
-        transport.set_write_buffer_limits(high=limit, low=limit // 4)
-        sndbuf = self.runtime.settings.socket_sndbuf if self.runtime else 0
-        if sndbuf:
-            # Bounds the kernel's memory per reader too (autotuning on loopback takes MBs).
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.proto = ServerProtocol(max_size=MAX_INBOUND)
+        runtime = self.runtime
+        if runtime is not None:
+            limit = runtime.settings.client_buffer
+            transport.set_write_buffer_limits(high=limit, low=limit // 4)
+            sndbuf = runtime.settings.socket_sndbuf
+            if sndbuf:
+                # Bounds the kernel's memory per reader too (loopback autotuning takes MBs).
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
     def data_received(self, data: bytes) -> None:
-        proto = self.proto
-        if proto is None:
-            return
         try:
-            handshaking = proto.state is State.CONNECTING
-            proto.receive_data(data)
-            for event in proto.events_received():
-                if isinstance(event, Request):
-                    self._handshake(proto, event)
-                elif isinstance(event, Frame):
-                    self._frame(proto, event)
-            self._flush(proto)
-            if handshaking and proto.state is State.OPEN and self.channel is not None:
-                self._subscribe(self.channel, self.cursor, AHEAD_RETRIES)
+            if self.reader is None:
+                self._handshake(data)
+            else:
+                self._frames(self.reader, data)
         except Exception:  # one connection's bug must not leave it half-open
             log.exception("websocket error; closing the connection")
             self.drop(1011, "internal error")
 
     def eof_received(self) -> bool | None:
-        if self.proto is not None:
-            self.proto.receive_eof()
-            self._flush(self.proto)
-        return None
+        self._leave()
+        return None  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._leave()
         self.server_state.connections.discard(self)
-        self.proto = None
 
     def pause_writing(self) -> None:
         if self.channel is not None:
@@ -135,13 +134,13 @@ class TickerWebSocket(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         self.closed = True
-        self._leave()
         transport = self.transport
-        if code in (1011, 1013) or self.blocked_since:
+        blocked = self.blocked_since
+        self._leave()
+        if code in (1011, 1013) or blocked or self.reader is None:
             transport.abort()  # its buffer is not draining: a close frame would never arrive
             return
-        if self.proto is not None and self.proto.state is State.OPEN:
-            transport.write(close_frame(code, reason))
+        transport.write(close_frame(code, reason))
         transport.close()
         # A peer that stops reading now would hold the socket open forever: bound it.
         asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
@@ -154,33 +153,58 @@ class TickerWebSocket(asyncio.Protocol):
             channel.unsubscribe(self)
             if self.runtime is not None:
                 self.runtime.connections_changed(channel.info.name, -1)
+        address, self.address = self.address, None
+        if address is not None and self.runtime is not None:
+            self.runtime.ws_cap.release(address)
 
-    def _handshake(self, proto: ServerProtocol, request: Request) -> None:
+    def _refuse(self, error: HandshakeError) -> None:
+        assert self.transport is not None
+        self.closed = True
+        self.transport.write(error.response())
+        self.transport.close()
+
+    def _handshake(self, data: bytes) -> None:
         runtime = self.runtime
-        response: Response
-        if runtime is None or not runtime.started:
-            response = proto.reject(503, "Starting up: try again in a moment.\n")
-        else:
-            parts = urlsplit(request.path)
-            name = parts.path[len("/ws/"):] if parts.path.startswith("/ws/") else None
-            channel = runtime.hub.channel(name) if name else None
-            origin = request.headers.get("Origin")
-            if channel is None:
-                response = proto.reject(404, "No such channel.\n")
-            elif not runtime.origin_allowed(origin, request.headers.get("Host")):
-                log.info("websocket origin refused: %s", origin)
-                response = proto.reject(403, "Origin not allowed.\n")
-            else:
-                response = proto.accept(request)
-                if response.status_code == 101:
-                    self.channel = channel
-                    values = parse_qs(parts.query).get("cursor")
-                    self.cursor = values[0][:64] if values else None
-                    runtime.connections_changed(channel.info.name, +1)
-        proto.send_response(response)
+        if runtime is None or not runtime.started or runtime.draining:
+            self._refuse(HandshakeError(503, "Not serving: try again in a moment.",
+                                        (("Retry-After", "1"),)))
+            return
+        try:
+            request = handshake(data)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        if not request.path.startswith("/ws/"):
+            self._refuse(HandshakeError(404, "No websocket here."))
+            return
+        channel = runtime.hub.channel(request.path[4:])
+        if channel is None:
+            self._refuse(HandshakeError(404, "No such channel."))
+            return
+        if not runtime.origin_allowed(request.origin, request.host):
+            log.info("websocket origin refused: %s", request.origin)
+            self._refuse(HandshakeError(403, "Origin not allowed."))
+            return
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername")
+        address = runtime.proxies.client(str(peer[0]) if peer else "unknown",
+                                         request.forwarded_for)
+        if not runtime.ws_cap.admit(address):
+            self._refuse(HandshakeError(429, "Too many connections from your address.",
+                                        (("Retry-After", "10"),)))
+            return
+        self.address = address
+        if request.query:
+            values = parse_qs(request.query).get("cursor")
+            self.cursor = values[0][:64] if values else None
+        self.transport.write(request.accept())
+        self.reader = FrameReader(MAX_INBOUND)
+        self.channel = channel
+        runtime.connections_changed(channel.info.name, +1)
+        self._subscribe(channel, self.cursor, AHEAD_RETRIES)
 
     def _subscribe(self, channel: ChannelHub, cursor: str | None, retries: int) -> None:
-        if self.closed:
+        if self.closed or self.channel is not channel:
             return
         if channel.subscribe(self, cursor, now_ms()):
             return
@@ -192,29 +216,44 @@ class TickerWebSocket(asyncio.Protocol):
             0.1, self._subscribe, channel, cursor, retries - 1
         )
 
-    def _frame(self, proto: ServerProtocol, frame: Frame) -> None:
-        if frame.opcode is Opcode.PONG:
-            self.awaiting_pong = False
-        elif frame.opcode is Opcode.BINARY:
-            proto.fail(1003, "binary frames are not accepted")
-        elif frame.opcode is Opcode.CLOSE:
-            self._leave()
-        # Text frames are a tiny optional control channel; nothing needs an answer yet.
-
-    def _flush(self, proto: ServerProtocol) -> None:
-        transport = self.transport
-        if transport is None:
+    def _frames(self, reader: FrameReader, data: bytes) -> None:
+        try:
+            messages = reader.feed(data)
+        except ProtocolError as error:
+            self.drop(error.code, error.reason)
             return
-        for chunk in proto.data_to_send():
-            if chunk:
-                transport.write(chunk)
-            else:
-                # The sans-I/O core asks to half-close: we are done with this socket.
-                self.closed = True
-                self._leave()
-                transport.close()
+        if not messages:
+            return
+        now = time.monotonic()
+        if now - self.inbound_since > INBOUND_WINDOW:
+            self.inbound_since = now
+            self.inbound = 0
+        self.inbound += len(messages)
+        if self.inbound > INBOUND_LIMIT:
+            self.drop(1008, "too many messages")
+            return
+        for opcode, payload in messages:
+            if opcode == OP_PONG:
+                self.awaiting_pong = False
+            elif opcode == OP_PING:
+                if not self.blocked_since:  # a reader that does not read gets no pongs
+                    self.write(frame(payload, OP_PONG_OUT))
+            elif opcode == OP_CLOSE:
+                code = close_code(payload)
+                self._close_reply(1000 if code is None or code >= 3000 or code in (
+                    1005, 1006, 1015) else code)
                 return
-        if proto.state is State.CLOSED and not self.closed:
-            self.closed = True
-            self._leave()
-            transport.close()
+            elif opcode == OP_BINARY:
+                self.drop(1003, "binary messages are not accepted")
+                return
+            elif opcode == OP_TEXT:
+                pass  # a tiny optional control channel; nothing needs an answer yet
+
+    def _close_reply(self, code: int) -> None:
+        """The client closed: echo its code, leave, and let the TCP connection end."""
+        if self.closed or self.transport is None:
+            return
+        self.closed = True
+        self._leave()
+        self.transport.write(close_frame(code))
+        self.transport.close()

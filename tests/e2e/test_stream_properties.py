@@ -84,6 +84,7 @@ def is_valid(entry: dict[bytes, bytes]) -> bool:
 
 
 async def run(url: str, entries: list[dict[bytes, bytes]]) -> tuple[list[str], list[str]]:
+    """(stream ids of the entries, cursors of the events subscribers received)."""
     keys = Keys("p" + uuid.uuid4().hex[:10])
     redis = redis_client(url)
     try:
@@ -95,16 +96,15 @@ async def run(url: str, entries: list[dict[bytes, bytes]]) -> tuple[list[str], l
         ids = [(await redis.xadd(keys.stream("en"), entry)).decode() for entry in entries]
         for _ in range(len(entries) + 3):
             await reader.read_once()
-        expected = [i for i, e in zip(ids, entries, strict=True) if is_valid(e)]
         got = [ev["cursor"] for m in recorder.messages() if m["type"] == "events"
                for ev in m["events"]]
-        assert hub.channels["en"].state.cursor == ids[-1]
-        return expected, got
+        assert hub.channels["en"].state.cursor == ids[-1]  # the reader got past everything
+        return ids, got
     finally:
         await redis.aclose()
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.one_of(raw_entries, good_entries), min_size=1, max_size=15))
 def test_raw_entries_never_crash_the_reader_and_only_valid_ones_arrive(
@@ -112,12 +112,14 @@ def test_raw_entries_never_crash_the_reader_and_only_valid_ones_arrive(
 ) -> None:
     # Ops on items are only valid when their item exists; raw entries here rarely name
     # one, so those are rejected (dead letters), which is exactly what we want to see.
-    expected, got = asyncio.run(run(redis_server.url, entries))
-    # Invalid ones never arrive; valid publishes arrive in order, once. A raw entry may
-    # also be a valid op on an earlier item (rare): allow only those as extra events.
+    ids, got = asyncio.run(run(redis_server.url, entries))
+    expected = [i for i, e in zip(ids, entries, strict=True) if is_valid(e)]
+    # Every valid publish arrives, in order, exactly once.
     assert [c for c in got if c in expected] == expected
-    extras = [c for c in got if c not in expected]
-    assert len(extras) == len(set(extras))
-    for cursor in extras:
-        entry = entries[[i for i, _ in enumerate(entries)][0]]  # shape check below
-        assert entry is not None and cursor not in expected
+    assert got == sorted(set(got), key=ids.index)  # stream order, no duplicates
+    # Anything else that arrived is a valid op on an earlier item (rare with raw fuzz);
+    # an invalid entry never reaches a subscriber.
+    for cursor in got:
+        if cursor not in expected:
+            entry = parse_entry(entries[ids.index(cursor)])
+            assert entry.op != "publish" or entry.idem is not None

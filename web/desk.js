@@ -1,0 +1,870 @@
+/*!
+ * desk.js: the editors' desk (/desk). No framework, no build, no inline script: the page's
+ * CSP is script-src 'self'. Every piece of item text goes into the page with textContent,
+ * never as HTML.
+ *
+ * - Compose: live character count (the server's rule: NFC, trimmed, code points), errors
+ *   next to their fields, Ctrl/Cmd+Enter publishes, a preview built by ticker.js itself.
+ * - The board: /desk/api/events (Server-Sent Events) sends the whole desk state whenever it
+ *   changes; items are updated in place (keyed by id), so focus and open dialogs survive.
+ * - Actions: correct / kill / extend in dialogs (kill asks for a reason and confirmation),
+ *   hold / release / pin / unpin at once. Every write sends the session's CSRF token.
+ */
+(function () {
+  'use strict';
+
+  const $ = (id) => document.getElementById(id);
+  const body = document.body;
+  const CSRF = (document.querySelector('meta[name="ticker-csrf"]') || {}).content || '';
+  const ROLE = body.dataset.role || 'contributor';
+  const ME = body.dataset.user || '';
+  const CAN_EDIT = ROLE === 'editor' || ROLE === 'admin';
+  const MAX = Number(body.dataset.maxText) || 280;
+  const TTL_DEFAULTS = {};
+  (body.dataset.ttlDefaults || '').split(',').forEach((pair) => {
+    const [k, v] = pair.split(':');
+    if (k && v) TTL_DEFAULTS[k] = Number(v);
+  });
+  const URGENCY_LABEL = { flash: 'Flash', urgent: 'Urgent', breaking: 'Breaking' };
+  const OP_DONE = {
+    correct: 'Corrected', hold: 'Held', release: 'Released', pin: 'Pinned', unpin: 'Unpinned',
+    extend: 'Extended', kill: 'Killed',
+  };
+  const TWIN = { hold: 'release', release: 'hold', pin: 'unpin', unpin: 'pin' };
+
+  let offset = 0; // server clock - local clock (ms)
+  let current = null; // the last desk state
+  let idem = newIdem();
+
+  function newIdem() {
+    if (window.crypto && crypto.randomUUID) return 'desk-' + crypto.randomUUID();
+    return 'desk-' + Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+  const now = () => Date.now() + offset;
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  /** The server's length rule: NFC, trimmed, counted in code points. */
+  function textLength(s) {
+    return Array.from(s.normalize('NFC').trim()).length;
+  }
+
+  // -- HTTP ----------------------------------------------------------------------------------
+
+  async function api(method, url, payload) {
+    const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+    if (method !== 'GET') init.headers['X-CSRF-Token'] = CSRF;
+    if (payload !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(payload);
+    }
+    let res;
+    try {
+      res = await fetch(url, init);
+    } catch (e) {
+      return { ok: false, status: 0, body: { message: 'No connection to the server. Try again.' } };
+    }
+    let data = {};
+    try {
+      data = (await res.json()) || {};
+    } catch (e) {
+      data = {};
+    }
+    if (res.status === 401) signedOut();
+    return { ok: res.ok, status: res.status, body: data };
+  }
+
+  function signedOut() {
+    window.location.assign('/login?next=/desk');
+  }
+
+  // -- errors next to their fields -----------------------------------------------------------
+
+  function setError(id, message, input) {
+    const box = $(id);
+    if (!box) return false;
+    box.textContent = message || '';
+    box.hidden = !message;
+    const target = input || null;
+    if (target) {
+      if (message) target.setAttribute('aria-invalid', 'true');
+      else target.removeAttribute('aria-invalid');
+    }
+    return true;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll('.error, .form-error').forEach((p) => {
+      p.textContent = '';
+      p.hidden = true;
+    });
+    form.querySelectorAll('[aria-invalid]').forEach((i) => i.removeAttribute('aria-invalid'));
+  }
+
+  /** Show a server error next to its field (`map`: field -> [error id, input]); else at the top. */
+  function showServerError(res, map, formErrorId) {
+    const b = res.body || {};
+    const message = b.message || (res.status ? 'The server said ' + res.status + '.' : 'Failed.');
+    const hit = b.field && map[b.field];
+    if (hit && setError(hit[0], message, hit[1])) {
+      if (hit[1] && hit[1].focus) hit[1].focus();
+      return;
+    }
+    setError(formErrorId, message);
+  }
+
+  // -- the preview: ticker.js renders it -----------------------------------------------------
+
+  const Preview = (function () {
+    let probe = null;
+    function ticker() {
+      if (probe) return probe;
+      const Ticker = window.customElements && customElements.get('breaking-ticker');
+      if (!Ticker) return null;
+      // Never attached to the document, so it never connects: it only lends its styles and
+      // its item renderer, so the preview is exactly what readers get.
+      probe = document.createElement('breaking-ticker');
+      return probe;
+    }
+
+    function build(host, channel, item) {
+      const t = ticker();
+      const root = host.shadowRoot || host.attachShadow({ mode: 'open' });
+      root.replaceChildren();
+      if (!t || !t.shadowRoot || typeof t._buildItem !== 'function') {
+        const plain = el('p', 'plain');
+        plain.dir = channel.dir;
+        plain.textContent = item ? item.text : '';
+        root.append(plain);
+        return;
+      }
+      root.adoptedStyleSheets = t.shadowRoot.adoptedStyleSheets;
+      const bar = t.shadowRoot.querySelector('.bar').cloneNode(true);
+      bar.setAttribute('dir', channel.dir);
+      bar.setAttribute('lang', channel.lang);
+      bar.dataset.state = 'live';
+      bar.dataset.mode = 'reduced'; // still, and scrollable when the line is long
+      bar.querySelector('.label-text').textContent = channel.title;
+      bar.querySelectorAll('button, a').forEach((b) => { b.tabIndex = -1; });
+      const run = bar.querySelector('.run');
+      const dup = bar.querySelector('.dup');
+      const empty = bar.querySelector('.empty');
+      dup.replaceChildren();
+      run.replaceChildren();
+      if (item) {
+        t._info = { name: channel.name, lang: channel.lang, dir: channel.dir, title: channel.title };
+        const li = t._buildItem(item, false);
+        li.querySelectorAll('a').forEach((a) => { a.tabIndex = -1; });
+        run.append(li);
+        empty.hidden = true;
+      } else {
+        empty.textContent = 'Type the line to see it as readers will.';
+        empty.hidden = false;
+      }
+      root.append(bar);
+    }
+    return { build };
+  })();
+
+  // -- compose -------------------------------------------------------------------------------
+
+  const form = $('compose');
+  const text = $('text');
+  const count = $('text-count');
+  const channelBoxes = () => Array.from(form.querySelectorAll('input[name="channels"]'));
+  const urgency = () => (form.querySelector('input[name="urgency"]:checked') || {}).value || 'breaking';
+  const FIELD_MAP = {
+    text: ['text-error', text], source: ['source-error', $('source')],
+    channels: ['channels-error', channelBoxes()[0]], urgency: ['urgency-error', null],
+    link: ['link-error', $('link')], tags: ['tags-error', $('tags')], ttl: ['ttl-error', $('ttl')],
+    expires: ['ttl-error', $('ttl')], at: ['at-error', $('at')],
+  };
+
+  function channelInfo(box) {
+    return { name: box.value, dir: box.dataset.dir || 'ltr', lang: box.dataset.lang || box.value,
+      title: box.dataset.title || 'Breaking' };
+  }
+
+  function updateCount() {
+    const n = textLength(text.value);
+    count.textContent = n > MAX ? n + ' / ' + MAX + ' (' + (n - MAX) + ' too many)' : n + ' / ' + MAX;
+    count.classList.toggle('over', n > MAX);
+    count.classList.toggle('near', n <= MAX && n > MAX - 20);
+  }
+
+  function draftItem() {
+    const value = text.value.replace(/\s+/g, ' ').trim();
+    if (!value) return null;
+    const link = $('link').value.trim();
+    return {
+      id: 'preview', text: value, source: $('source').value.trim() || null, urgency: urgency(),
+      link: /^https:\/\/\S+$/.test(link) ? link : null, tags: [], ts: now(), expires: null,
+      version: 1, corrected: false, pinned: false,
+    };
+  }
+
+  function updatePreview() {
+    const box = $('preview');
+    const item = draftItem();
+    const chosen = channelBoxes().filter((b) => b.checked);
+    const keep = new Set(chosen.map((b) => b.value));
+    Array.from(box.children).forEach((c) => { if (!keep.has(c.dataset.channel)) c.remove(); });
+    chosen.forEach((b) => {
+      const info = channelInfo(b);
+      let wrap = box.querySelector('[data-channel="' + CSS.escape(info.name) + '"]');
+      if (!wrap) {
+        wrap = el('figure', 'preview');
+        wrap.dataset.channel = info.name;
+        const cap = el('figcaption', 'muted', info.name + (info.dir === 'rtl' ? ' (right to left)' : ''));
+        const host = el('div', 'preview-ticker');
+        wrap.append(cap, host);
+        box.append(wrap);
+      }
+      Preview.build(wrap.querySelector('.preview-ticker'), info, item);
+    });
+  }
+
+  function updateTtlHint() {
+    const first = $('ttl').options[0];
+    const secs = TTL_DEFAULTS[urgency()];
+    if (first && secs) first.textContent = 'Default for ' + urgency() + ': ' + duration(secs * 1000);
+  }
+
+  function onComposeInput(e) {
+    if (e.target === text && /[\r\n]/.test(text.value)) {
+      // One line: a pasted line break becomes a space.
+      const at = text.selectionStart;
+      text.value = text.value.replace(/[\r\n]+/g, ' ');
+      text.setSelectionRange(at, at);
+    }
+    if (e.target === text) updateCount();
+    if (e.target.name === 'urgency') updateTtlHint();
+    updatePreview();
+  }
+
+  function composeBody() {
+    const payload = { text: text.value, channels: channelBoxes().filter((b) => b.checked).map((b) => b.value),
+      urgency: urgency(), idem };
+    const source = $('source').value.trim();
+    if (source) payload.source = source;
+    const link = $('link').value.trim();
+    if (link) payload.link = link;
+    const tags = $('tags').value.trim();
+    if (tags) payload.tags = tags;
+    if ($('ttl').value) payload.ttl = Number($('ttl').value);
+    const at = $('at').value;
+    if (at) {
+      // A wall-clock time in the editor's zone; converting it does not depend on their clock.
+      const when = new Date(at).getTime();
+      payload.at = Number.isFinite(when) ? when : at;
+    }
+    return payload;
+  }
+
+  function checkCompose(payload) {
+    let first = null;
+    const fail = (id, msg, input) => {
+      setError(id, msg, input);
+      if (!first) first = input;
+    };
+    const n = textLength(payload.text);
+    if (n === 0) fail('text-error', 'Write the line first.', text);
+    else if (n > MAX) fail('text-error', 'The line is ' + n + ' characters; the limit is ' + MAX + '.', text);
+    if (!payload.channels.length) fail('channels-error', 'Choose at least one channel.', channelBoxes()[0]);
+    if (payload.link && !/^https:\/\/\S+$/.test(payload.link)) {
+      fail('link-error', 'The link must start with https:// and have no spaces.', $('link'));
+    }
+    if (first) first.focus();
+    return !first;
+  }
+
+  let publishing = false;
+  async function publish(e) {
+    if (e) e.preventDefault();
+    if (publishing) return;
+    clearErrors(form);
+    $('compose-status').textContent = '';
+    const payload = composeBody();
+    if (!checkCompose(payload)) return;
+    publishing = true;
+    const button = $('publish');
+    const label = button.textContent;
+    button.disabled = true;
+    button.textContent = CAN_EDIT ? 'Publishing…' : 'Sending…';
+    try {
+      const res = await api('POST', '/desk/api/items', payload);
+      if (!res.ok) {
+        showServerError(res, FIELD_MAP, 'compose-error');
+        return;
+      }
+      const b = res.body;
+      let message;
+      if (b.items) {
+        message = 'Published to ' + b.items.map((i) => i.channel).join(', ') + ' at ' + clock(now()) + '.';
+      } else if (b.kind === 'scheduled') {
+        message = 'Scheduled for ' + clock(b.at) + ' on ' + b.channels.join(', ') + '.';
+      } else {
+        message = 'Sent to the editors for approval.';
+      }
+      $('compose-status').textContent = message;
+      idem = newIdem();
+      ['text', 'source', 'link', 'tags', 'at'].forEach((id) => { $(id).value = ''; });
+      $('ttl').value = '';
+      $('u-breaking').checked = true; // a flash is the exception: never carried over by mistake
+      updateCount();
+      updateTtlHint();
+      updatePreview();
+      text.focus();
+      refresh();
+    } finally {
+      publishing = false;
+      button.disabled = false;
+      button.textContent = label;
+    }
+  }
+
+  function isSubmitChord(e) {
+    return e.key === 'Enter' && (e.ctrlKey || e.metaKey);
+  }
+
+  form.addEventListener('input', onComposeInput);
+  form.addEventListener('change', onComposeInput);
+  form.addEventListener('submit', publish);
+  form.addEventListener('keydown', (e) => {
+    if (isSubmitChord(e)) {
+      publish(e);
+    } else if (e.key === 'Enter' && e.target === text && !e.shiftKey && !e.altKey) {
+      e.preventDefault(); // one line; Ctrl/Cmd+Enter publishes
+    }
+  });
+
+  // -- time ----------------------------------------------------------------------------------
+
+  function duration(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return s + ' s';
+    const m = Math.round(s / 60);
+    if (m < 60) return m + ' min';
+    const h = Math.floor(m / 60);
+    const r = m % 60;
+    return r ? h + ' h ' + r + ' min' : h + ' h';
+  }
+  function ago(ts) {
+    const d = now() - ts;
+    return d < 10000 ? 'just now' : duration(d) + ' ago';
+  }
+  function until(expires) {
+    const d = expires - now();
+    return d > 0 ? 'expires in ' + duration(d) : 'expired ' + duration(-d) + ' ago';
+  }
+  function clock(ms) {
+    const d = new Date(ms); // an absolute time: no clock offset involved
+    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }) +
+      (Math.abs(ms - now()) > 20 * 3600 * 1000 ? ' ' + d.toLocaleDateString() : '');
+  }
+
+  function tick() {
+    document.querySelectorAll('[data-ago]').forEach((e) => { e.textContent = ago(Number(e.dataset.ago)); });
+    document.querySelectorAll('[data-until]').forEach((e) => {
+      const t = Number(e.dataset.until);
+      e.textContent = until(t);
+      e.classList.toggle('soon', t - now() < 5 * 60 * 1000);
+    });
+    document.querySelectorAll('[data-in]').forEach((e) => {
+      const t = Number(e.dataset.in);
+      e.textContent = t > now() ? 'in ' + duration(t - now()) : 'due now';
+    });
+  }
+
+  // -- the board -----------------------------------------------------------------------------
+
+  const board = $('onair');
+  const rows = new Map(); // "channel/id" -> {li, sig}
+
+  function signature(it) {
+    return JSON.stringify([it.text, it.source, it.urgency, it.link, it.version, it.corrected,
+      it.pinned, it.status, it.by, it.expires, it.tags]);
+  }
+
+  function itemRow(channel, it) {
+    const li = el('li', 'item');
+    li.dataset.id = it.id;
+    li.dataset.channel = channel.name;
+    li.dataset.status = it.status;
+    li.dataset.urgency = it.urgency;
+    const textId = 't-' + channel.name + '-' + it.id;
+    const line = el('p', 'line');
+    line.dir = channel.dir;
+    line.lang = channel.lang;
+    line.append(el('span', 'badge u-' + it.urgency, URGENCY_LABEL[it.urgency] || it.urgency));
+    if (it.source) {
+      const src = el('span', 'src');
+      src.append(el('bdi', null, it.source), document.createTextNode(': '));
+      line.append(src);
+    }
+    const t = el('bdi', 'text', it.text);
+    t.id = textId;
+    line.append(t);
+    const flags = el('span', 'flags');
+    if (it.corrected) flags.append(el('span', 'flag corrected', 'Corrected · v' + it.version));
+    if (it.pinned) flags.append(el('span', 'flag pinned', 'Pinned'));
+    if (it.status === 'held') flags.append(el('span', 'flag held', 'Held: not on air'));
+    if (it.status === 'expired') flags.append(el('span', 'flag expired', 'Expired'));
+    if (it.status === 'over_limit') flags.append(el('span', 'flag over', 'Live, over the ' + channel.max_items + '-item limit'));
+    line.append(flags);
+
+    const facts = el('p', 'facts');
+    const by = el('span', 'by');
+    by.append('by ', el('b', null, it.by || 'unknown'));
+    const age = el('span', 'age', ago(it.ts));
+    age.dataset.ago = String(it.ts);
+    const exp = el('span', 'expiry', until(it.expires));
+    exp.dataset.until = String(it.expires);
+    const when = el('span', 'at', 'on air since ' + clock(it.ts));
+    facts.append(by, age, exp, when);
+    if (it.link) {
+      const a = el('a', 'story', 'story link');
+      a.href = it.link;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      facts.append(a);
+    }
+    li.append(line, facts);
+
+    if (CAN_EDIT) {
+      const actions = el('div', 'actions');
+      actions.setAttribute('role', 'group');
+      actions.setAttribute('aria-label', 'Actions');
+      actions.setAttribute('aria-describedby', textId);
+      const button = (op, label, cls) => {
+        const b = el('button', cls || null, label);
+        b.type = 'button';
+        b.dataset.op = op;
+        b.setAttribute('aria-describedby', textId);
+        actions.append(b);
+      };
+      button('correct', 'Correct');
+      if (it.status === 'held') button('release', 'Release');
+      else button('hold', 'Hold');
+      if (it.pinned) button('unpin', 'Unpin');
+      else button('pin', 'Pin');
+      button('extend', 'Extend');
+      button('kill', 'Kill', 'danger');
+      li.append(actions);
+    }
+    return li;
+  }
+
+  function channelSection(channel) {
+    let section = board.querySelector('section[data-channel="' + CSS.escape(channel.name) + '"]');
+    if (!section) {
+      section = el('section', 'channel');
+      section.dataset.channel = channel.name;
+      const h = el('h3', 'channel-title');
+      const name = el('span', 'name', channel.name);
+      const title = el('span', 'title', channel.title);
+      title.lang = channel.lang;
+      title.dir = channel.dir;
+      const n = el('span', 'n');
+      h.append(name, ' ', title, ' ', n);
+      const ul = el('ul', 'items');
+      const empty = el('p', 'empty muted', 'Nothing on air.');
+      section.append(h, ul, empty);
+      board.append(section);
+    }
+    return section;
+  }
+
+  function renderBoard(state) {
+    const focused = document.activeElement;
+    const focusKey = focused && focused.closest && focused.closest('li.item') && focused.dataset.op
+      ? { li: focused.closest('li.item'), op: focused.dataset.op } : null;
+    const seen = new Set();
+    state.channels.forEach((channel) => {
+      const section = channelSection(channel);
+      const ul = section.querySelector('ul.items');
+      const live = channel.items.filter((i) => i.status === 'on_air').length;
+      section.querySelector('.n').textContent = live + ' on air' +
+        (channel.items.length > live ? ', ' + (channel.items.length - live) + ' more' : '');
+      section.querySelector('.empty').hidden = channel.items.length > 0;
+      let prev = null;
+      channel.items.forEach((it) => {
+        const key = channel.name + '/' + it.id;
+        seen.add(key);
+        const sig = signature(it);
+        let rec = rows.get(key);
+        if (!rec || rec.sig !== sig) {
+          const li = itemRow(channel, it);
+          if (rec) rec.li.replaceWith(li);
+          rec = { li, sig };
+          rows.set(key, rec);
+        }
+        const want = prev ? prev.nextSibling : ul.firstChild;
+        if (want !== rec.li) ul.insertBefore(rec.li, want);
+        prev = rec.li;
+      });
+    });
+    rows.forEach((rec, key) => {
+      if (!seen.has(key)) {
+        rec.li.remove();
+        rows.delete(key);
+      }
+    });
+    board.querySelectorAll('section.channel').forEach((s) => {
+      if (!state.channels.some((c) => c.name === s.dataset.channel)) s.remove();
+    });
+    if (focusKey && document.activeElement !== focused) {
+      // The item was redrawn: put the focus back on the same action (or its twin).
+      focusAction(focusKey.li.dataset.channel, focusKey.li.dataset.id, focusKey.op);
+    }
+  }
+
+  function focusAction(channel, id, op) {
+    const rec = rows.get(channel + '/' + id);
+    if (!rec) return;
+    const b = rec.li.querySelector('[data-op="' + op + '"]') ||
+      rec.li.querySelector('[data-op="' + (TWIN[op] || op) + '"]');
+    if (b) b.focus();
+  }
+
+  function jobRow(job, kind) {
+    const li = el('li', 'job');
+    li.dataset.job = job.id;
+    const line = el('p', 'line');
+    line.append(el('span', 'badge u-' + job.urgency, URGENCY_LABEL[job.urgency] || job.urgency));
+    if (job.source) {
+      const src = el('span', 'src');
+      src.append(el('bdi', null, job.source), document.createTextNode(': '));
+      line.append(src);
+    }
+    const t = el('bdi', 'text', job.text);
+    t.id = 'job-' + job.id;
+    line.append(t);
+    const facts = el('p', 'facts');
+    const by = el('span', 'by');
+    by.append('by ', el('b', null, job.by));
+    facts.append(by, el('span', 'channels', 'to ' + job.channels.join(', ')));
+    if (job.at) {
+      const at = el('span', 'at', 'at ' + clock(job.at));
+      const left = el('span', 'left');
+      left.dataset.in = String(job.at);
+      facts.append(at, left);
+    }
+    const age = el('span', 'age', ago(job.created));
+    age.dataset.ago = String(job.created);
+    facts.append(age);
+    const actions = el('div', 'actions');
+    const button = (action, label, cls) => {
+      const b = el('button', cls || null, label);
+      b.type = 'button';
+      b.dataset.job = job.id;
+      b.dataset.action = action;
+      b.setAttribute('aria-describedby', t.id);
+      actions.append(b);
+    };
+    if (kind === 'pending' && CAN_EDIT) {
+      button('approve', job.at ? 'Approve (scheduled)' : 'Approve and publish', 'primary');
+      button('reject', 'Reject', 'danger');
+    } else if (kind === 'pending' && job.by === ME) {
+      button('cancel', 'Withdraw');
+    } else if (kind === 'scheduled' && CAN_EDIT) {
+      button('cancel', 'Cancel');
+    }
+    li.append(line, facts, actions);
+    return li;
+  }
+
+  function renderJobs(state) {
+    [['pending', state.pending], ['scheduled', state.scheduled]].forEach(([kind, jobs]) => {
+      const list = $(kind);
+      const section = $(kind + '-section');
+      section.hidden = jobs.length === 0;
+      const sig = JSON.stringify(jobs);
+      if (list.dataset.sig === sig) return;
+      list.dataset.sig = sig;
+      const focused = document.activeElement;
+      const focusKey = focused && focused.dataset && focused.dataset.job
+        ? focused.dataset.job + '/' + focused.dataset.action : null;
+      list.replaceChildren(...jobs.map((j) => jobRow(j, kind)));
+      if (focusKey && !document.body.contains(focused)) {
+        const [job, action] = focusKey.split('/');
+        const b = list.querySelector('[data-job="' + CSS.escape(job) + '"][data-action="' + action + '"]');
+        if (b) b.focus();
+      }
+    });
+  }
+
+  function apply(state) {
+    if (!state || !Array.isArray(state.channels)) return;
+    if (Number.isFinite(state.now)) offset = state.now - Date.now();
+    current = state;
+    renderBoard(state);
+    renderJobs(state);
+    body.dataset.ready = 'true';
+  }
+
+  async function refresh() {
+    const res = await api('GET', '/desk/api/state');
+    if (res.ok) apply(res.body);
+  }
+
+  function findItem(channelName, id) {
+    if (!current) return null;
+    const channel = current.channels.find((c) => c.name === channelName);
+    const it = channel && channel.items.find((i) => i.id === id);
+    return it ? { channel, item: it } : null;
+  }
+
+  // -- actions -------------------------------------------------------------------------------
+
+  function announce(message, isError) {
+    const err = $('board-error');
+    if (isError) {
+      err.textContent = message;
+      err.hidden = false;
+    } else {
+      err.hidden = true;
+      $('compose-status').textContent = message;
+    }
+  }
+
+  async function act(channel, id, op, payload) {
+    const res = await api('POST', '/desk/api/items/' + encodeURIComponent(channel) + '/' +
+      encodeURIComponent(id) + '/' + op, payload || {});
+    if (res.ok) {
+      const found = findItem(channel, id);
+      announce((OP_DONE[op] || op) + ' on ' + channel + (found ? ': ' + found.item.text : '') + '.');
+      refresh();
+    }
+    return res;
+  }
+
+  const dialogs = {};
+  const busy = new WeakSet(); // buttons whose request is in flight
+  function dialog(name, setup, submit) {
+    const d = $(name + '-dialog');
+    const f = $(name + '-form');
+    let ctx = null;
+    let opener = null;
+    f.querySelector('button.cancel').addEventListener('click', () => d.close('cancel'));
+    d.addEventListener('close', () => {
+      if (opener && document.body.contains(opener)) opener.focus();
+      else if (opener) focusAction(opener.dataset.channel, opener.dataset.id, opener.dataset.op);
+      ctx = null;
+    });
+    const go = async (e) => {
+      e.preventDefault();
+      if (!ctx) return;
+      clearErrors(f);
+      const buttons = f.querySelectorAll('button');
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        if (await submit(ctx, f)) d.close('done');
+      } finally {
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    };
+    f.addEventListener('submit', go);
+    f.addEventListener('keydown', (e) => { if (isSubmitChord(e)) go(e); });
+    dialogs[name] = (value, from) => {
+      ctx = value;
+      opener = from || document.activeElement;
+      if (opener && opener.dataset && opener.dataset.op) {
+        // The row may be redrawn while the dialog is open: remember which button it was.
+        const li = opener.closest('li.item');
+        opener.dataset.channel = li.dataset.channel;
+        opener.dataset.id = li.dataset.id;
+      }
+      clearErrors(f);
+      setup(value, f);
+      d.showModal();
+    };
+  }
+
+  dialog('correct', (ctx) => {
+    $('correct-text').value = ctx.item.text;
+    $('correct-reason').value = '';
+    updateCorrectCount();
+    $('correct-text').focus();
+  }, async (ctx) => {
+    const value = $('correct-text').value;
+    const n = textLength(value);
+    if (!n) return !setError('correct-text-error', 'Write the corrected line.', $('correct-text'));
+    if (n > MAX) return !setError('correct-text-error', 'The line is ' + n + ' characters; the limit is ' + MAX + '.', $('correct-text'));
+    const payload = { text: value, version: ctx.item.version };
+    const reason = $('correct-reason').value.trim();
+    if (reason) payload.reason = reason;
+    const res = await act(ctx.channel, ctx.item.id, 'correct', payload);
+    if (!res.ok) {
+      showServerError(res, { text: ['correct-text-error', $('correct-text')],
+        reason: ['correct-reason-error', $('correct-reason')] }, 'correct-error');
+    }
+    return res.ok;
+  });
+
+  function updateCorrectCount() {
+    const n = textLength($('correct-text').value);
+    const c = $('correct-count');
+    c.textContent = n + ' / ' + MAX;
+    c.classList.toggle('over', n > MAX);
+  }
+  $('correct-text').addEventListener('input', updateCorrectCount);
+  $('correct-text').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey) e.preventDefault();
+  });
+
+  dialog('kill', (ctx) => {
+    $('kill-item-text').textContent = ctx.item.text;
+    $('kill-item-text').dir = 'auto';
+    $('kill-reason').value = '';
+    $('kill-reason').focus();
+  }, async (ctx) => {
+    const reason = $('kill-reason').value.trim();
+    if (!reason) return !setError('kill-reason-error', 'Say why it is killed (kept in the audit trail).', $('kill-reason'));
+    const res = await act(ctx.channel, ctx.item.id, 'kill', { reason });
+    if (!res.ok) showServerError(res, { reason: ['kill-reason-error', $('kill-reason')] }, 'kill-error');
+    return res.ok;
+  });
+
+  dialog('extend', (ctx) => {
+    $('extend-now').textContent = 'Now it ' + until(ctx.item.expires) + '.';
+    $('extend-ttl').focus();
+  }, async (ctx) => {
+    const res = await act(ctx.channel, ctx.item.id, 'extend', { ttl: Number($('extend-ttl').value) });
+    if (!res.ok) showServerError(res, {}, 'extend-error');
+    return res.ok;
+  });
+
+  dialog('reject', (ctx) => {
+    $('reject-item-text').textContent = ctx.job.text;
+    $('reject-reason').value = '';
+    $('reject-reason').focus();
+  }, async (ctx) => {
+    const reason = $('reject-reason').value.trim();
+    const res = await api('POST', '/desk/api/jobs/' + encodeURIComponent(ctx.job.id) + '/reject',
+      reason ? { reason } : {});
+    if (!res.ok) {
+      showServerError(res, { reason: ['reject-reason-error', $('reject-reason')] }, 'reject-error');
+    } else {
+      announce('Rejected: ' + ctx.job.text);
+      refresh();
+    }
+    return res.ok;
+  });
+
+  board.addEventListener('click', async (e) => {
+    const b = e.target.closest('button[data-op]');
+    if (!b) return;
+    const li = b.closest('li.item');
+    const found = findItem(li.dataset.channel, li.dataset.id);
+    if (!found) return;
+    const ctx = { channel: found.channel.name, item: found.item };
+    const op = b.dataset.op;
+    if (dialogs[op]) {
+      dialogs[op](ctx, b);
+      return;
+    }
+    // Not `disabled`: a disabled button drops the keyboard focus.
+    if (busy.has(b)) return;
+    busy.add(b);
+    b.setAttribute('aria-busy', 'true');
+    try {
+      const res = await act(ctx.channel, ctx.item.id, op);
+      if (!res.ok) announce((res.body && res.body.message) || 'That did not work.', true);
+    } finally {
+      busy.delete(b);
+      b.removeAttribute('aria-busy');
+    }
+  });
+
+  document.querySelector('.board').addEventListener('click', async (e) => {
+    const b = e.target.closest('button[data-job]');
+    if (!b || !current) return;
+    const job = current.pending.concat(current.scheduled).find((j) => j.id === b.dataset.job);
+    if (!job) return;
+    if (b.dataset.action === 'reject') {
+      dialogs.reject({ job }, b);
+      return;
+    }
+    if (busy.has(b)) return;
+    busy.add(b);
+    b.setAttribute('aria-busy', 'true');
+    try {
+      const res = await api('POST', '/desk/api/jobs/' + encodeURIComponent(job.id) + '/' + b.dataset.action);
+      if (res.ok) {
+        const done = { approve: 'Approved', cancel: job.kind === 'pending' ? 'Withdrawn' : 'Cancelled' };
+        announce(done[b.dataset.action] + ': ' + job.text);
+        refresh();
+      } else {
+        announce((res.body && res.body.message) || 'That did not work.', true);
+      }
+    } finally {
+      busy.delete(b);
+      b.removeAttribute('aria-busy');
+    }
+  });
+
+  // -- the live feed -------------------------------------------------------------------------
+
+  const liveStatus = $('live-status');
+  let staleTimer = 0;
+  function setLive(s) {
+    clearTimeout(staleTimer);
+    const show = (state, label) => {
+      liveStatus.dataset.state = state;
+      liveStatus.textContent = label;
+    };
+    if (s === 'live') show('live', 'Live');
+    else if (s === 'stale') show('stale', 'Redis unreachable: the board may be out of date');
+    else staleTimer = setTimeout(() => show('reconnecting', 'Reconnecting…'), 3000);
+  }
+
+  let feed = null;
+  function connect() {
+    if (!window.EventSource) {
+      setInterval(refresh, 3000); // old browsers: poll
+      return;
+    }
+    feed = new EventSource('/desk/api/events');
+    feed.addEventListener('state', (e) => {
+      setLive('live');
+      try {
+        apply(JSON.parse(e.data));
+      } catch (err) {
+        console.warn('[desk] bad state', err);
+      }
+    });
+    feed.addEventListener('stale', () => setLive('stale'));
+    feed.addEventListener('ended', () => {
+      feed.close();
+      signedOut();
+    });
+    feed.addEventListener('error', () => {
+      setLive('reconnecting');
+      if (feed.readyState === EventSource.CLOSED) {
+        // An HTTP error (401 when the session ended): find out, and try again later.
+        feed.close();
+        setTimeout(async () => {
+          const res = await api('GET', '/desk/api/state');
+          if (res.status !== 401) {
+            if (res.ok) apply(res.body);
+            connect();
+          }
+        }, 2000);
+      }
+    });
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+
+  updateCount();
+  updateTtlHint();
+  updatePreview();
+  refresh().then(connect);
+  setInterval(tick, 1000);
+})();
