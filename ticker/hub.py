@@ -277,24 +277,30 @@ class ChannelHub:
         found = self.catch_up(cursor, now)
         return None if found is None else frame(found[0])
 
-    def _send(self, conn: Subscriber, payload: bytes) -> None:
-        conn.write(sse_event(payload, self.state.cursor) if conn.sse else frame(payload))
+    def _send(self, conn: Subscriber, payload: bytes, preamble: bytes = b"") -> None:
+        data = sse_event(payload, self.state.cursor) if conn.sse else frame(payload)
+        conn.write(preamble + data if preamble else data)
 
     def _send_first(self, conn: Subscriber, payload: bytes, ids: tuple[str, ...],
-                    told_stale: bool = False) -> None:
-        self._send(conn, payload)
+                    told_stale: bool = False, preamble: bytes = b"") -> None:
+        self._send(conn, payload, preamble)
         for item_id in ids:
             self.reach[item_id] += 1
         if self.stale != told_stale:
             self._send(conn, status_payload(self.stale, int(time.time() * 1000)))
 
-    def subscribe(self, conn: Subscriber, cursor: str | None, now: int) -> bool:
-        """Send `conn` its first frame and add it to the live set. False: cursor is ahead."""
+    def subscribe(self, conn: Subscriber, cursor: str | None, now: int,
+                  preamble: bytes = b"") -> bool:
+        """Send `conn` its first frame and add it to the live set. False: cursor is ahead.
+
+        `preamble` (the handshake response) goes out in the same write as the first frame:
+        one send() per new connection instead of two.
+        """
         found = self.catch_up(cursor, now)
         if found is None:
             return False
         self.live(conn)[conn] = conn.write
-        self._send_first(conn, *found)
+        self._send_first(conn, *found, preamble=preamble)
         return True
 
     def unsubscribe(self, conn: Subscriber) -> None:

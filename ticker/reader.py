@@ -167,13 +167,19 @@ class Reader:
             info: dict[Any, Any] = await self.redis.xinfo_stream(key)
         except ResponseError:
             return (0, 0)  # no such stream yet: nothing was ever trimmed
-        deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:  # Redis >= 7 knows exactly
-            return parse_stream_id(_id(deleted)) or (0, 0)
+        zero = (0, 0)
+        deleted = parse_stream_id(_id(info.get("max-deleted-entry-id") or b"0-0")) or zero
+        added = info.get("entries-added")
+        if added is not None and int(added) == int(info.get("length", -1)) \
+                and deleted == zero:
+            return zero  # Redis >= 7 says nothing was ever trimmed or deleted
+        # Trimming does not move max-deleted-entry-id: whatever came before the first
+        # entry may have been trimmed, so the horizon is just below it.
         first = info.get("first-entry")
         if first:
-            return before(_id(first[0]))
-        return parse_stream_id(_id(info.get("last-generated-id", b"0-0"))) or (0, 0)
+            return max(deleted, before(_id(first[0])))
+        last = parse_stream_id(_id(info.get("last-generated-id") or b"0-0")) or zero
+        return max(deleted, last)
 
     async def read_once(self, streams: dict[str, str] | None = None) -> None:
         """One XREAD over `streams` (default: every channel), each from its own position;

@@ -197,11 +197,13 @@ class TickerWebSocket(asyncio.Protocol):
         if request.query:
             values = parse_qs(request.query).get("cursor")
             self.cursor = values[0][:64] if values else None
-        self.transport.write(request.accept())
         self.reader = FrameReader(MAX_INBOUND)
         self.channel = channel
         runtime.connections_changed(channel.info.name, +1)
-        self._subscribe(channel, self.cursor, AHEAD_RETRIES)
+        accept = request.accept()
+        if not channel.subscribe(self, self.cursor, now_ms(), preamble=accept):
+            self.write(accept)  # the cursor is ahead of us: answer now, subscribe soon
+            self._subscribe(channel, self.cursor, AHEAD_RETRIES)
 
     def _subscribe(self, channel: ChannelHub, cursor: str | None, retries: int) -> None:
         if self.closed or self.channel is not channel:

@@ -224,3 +224,26 @@ async def test_unreachable_redis_means_not_ready_and_503_never_a_crash(prefix: s
         assert server.runtime.reader.errors >= 1
         reader_task = [t for t in asyncio.all_tasks() if t.get_name() == "ticker-reader"]
         assert reader_task and not reader_task[0].done()
+
+
+async def test_resume_window_is_exact_on_untrimmed_trimmed_and_deleted_streams(
+    redis_url: str, prefix: str, redis: Redis
+) -> None:
+    from tests.conftest import make_settings, running_server
+
+    key = Keys(prefix).stream("en")
+    ids = [(await redis.xadd(key, {"text": f"n{n}"})).decode() for n in range(6)]
+    async with running_server(make_settings(redis_url, prefix)) as server:
+        # Never trimmed: even a cursor from before the first entry resumes exactly.
+        async with websockets.connect(server.ws(cursor="0-1")) as ws:
+            frame = await recv_json(ws)
+        assert frame["type"] == "events" and frame["missed"] == 6
+    await redis.xdel(key, ids[2])
+    async with running_server(make_settings(redis_url, prefix)) as server:
+        # An entry after cursor ids[1] was deleted: that cursor cannot resume exactly.
+        async with websockets.connect(server.ws(cursor=ids[1])) as ws:
+            frame = await recv_json(ws)
+        assert frame["type"] == "snapshot" and frame["reset"] is True
+        async with websockets.connect(server.ws(cursor=ids[3])) as ws:
+            frame = await recv_json(ws)
+        assert frame["type"] == "events" and frame["missed"] == 2

