@@ -1,7 +1,9 @@
 """Fan-out benchmark: ticker against a naive Starlette app and a raw asyncio floor.
 
-For each server under test, on a private redis-server and with N websocket clients spread over
-load-gen worker processes (``loadgen.py``), it measures:
+For each number of clients (``--clients 1000,10000,50000``) and each server under test
+(``--servers ticker,ticker:2,naive,raw``; ``:N`` = N processes sharing the port), on a private
+redis-server, with the clients spread over load-gen worker processes (``loadgen.py``) and
+127.0.0.x source addresses, it measures:
 
 - idle memory: server RSS after connecting N clients minus before, per connection;
 - connect cost: server CPU while the N clients connect (until each has its snapshot) / N, and
@@ -10,12 +12,18 @@ load-gen worker processes (``loadgen.py``), it measures:
   delivery (p50/p99/max), the time until the last client had each item (median over items),
   server CPU during the phase / deliveries;
 - bursts: ``--burst-items`` XADDs in one pipeline; the time until every client has them all,
-  deliveries/s, server CPU / deliveries (median over ``--bursts``).
+  deliveries/s, server CPU / deliveries (median over ``--bursts``);
+- spread bursts: ``--burst-items`` XADDs evenly over ``--spread`` seconds; the time from the
+  last XADD until every client has them all, server CPU / deliveries, frames per client;
+- a reconnect storm: every client drops its connection at once (RST), ``--storm-items`` are
+  published meanwhile, every client reconnects with ``?cursor=`` its last cursor; the time
+  until every client has every missed item, server CPU per reconnection, what was lost.
 
-Server CPU is ``utime + stime`` of the server's process tree. All servers run in the same
-invocation, one after another (``--rounds`` interleaves repeats), so ratios compare figures
-taken under the same machine conditions. Everything stays on 127.0.0.0/8 and every phase has
-a timeout. Run: ``python benchmarks/fanout.py --clients 10000 --json out.json``.
+Server CPU is the run time of every thread of the server's process tree. All servers run in
+the same invocation, one after another (``--rounds`` interleaves repeats), so ratios compare
+figures taken under the same machine conditions; the targets of issue 7 are checked against
+them at the end. Everything stays on 127.0.0.0/8 and every phase has a timeout.
+Run: ``python benchmarks/fanout.py --clients 10000 --json out.json``; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import asyncio
 import json
 import logging
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +52,29 @@ except ImportError:  # run as a script: python benchmarks/fanout.py
 
 STREAM = "ticker:stream:en"
 SERVERS = ("ticker", "naive", "raw")
+RESUMES = ("ticker", "raw")  # servers that resume by cursor; naive sends a snapshot instead
+FD_RESERVE = 500  # descriptors a server process needs besides its clients' sockets
+
+
+def kind_of(spec: str) -> tuple[str, int]:
+    """``"ticker:2"`` → ``("ticker", 2)``."""
+    name, _, n = spec.partition(":")
+    return name, int(n or 1)
+
+
+def cannot_hold(spec: str, clients: int, nofile: int) -> str | None:
+    """Why ``spec`` cannot hold ``clients`` sockets on this machine, or None if it can."""
+    name, nprocs = kind_of(spec)
+    # SO_REUSEPORT spreads connections by a hash: leave each process 5% of slack.
+    per_process = clients / nprocs * 1.05 + FD_RESERVE
+    if per_process > nofile:
+        need = -(-int(clients * 1.05) // (nofile - FD_RESERVE))
+        return (
+            f"{clients} sockets over {nprocs} process(es) exceed the per-process file limit "
+            f"({nofile}, a hard limit root cannot raise here); needs >= {need} processes"
+            + ("" if name != "naive" else ", and the naive baseline runs as one")
+        )
+    return None
 
 
 def deliveries_summary(replies: list[dict[str, Any]], sent: dict[int, int]) -> dict[str, Any]:
@@ -79,6 +111,10 @@ async def collect(workers: procs.Workers, expected: list[int], wait_s: float) ->
     return await workers.call({"cmd": "collect"}, 60)
 
 
+def bench_fields(seq: int, t_ns: int) -> dict[str, str]:
+    return {"text": f"bench {seq} {t_ns}", "by": "bench"}
+
+
 async def single_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
@@ -93,13 +129,14 @@ async def single_phase(
     for seq in range(args.items):
         await asyncio.sleep(max(0.0, start + seq * args.interval - time.monotonic()))
         sent[seq] = time.time_ns()
-        await r.xadd(STREAM, {"text": f"bench {seq} {sent[seq]}", "by": "bench"})
+        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
     replies = await collect(workers, [n * args.items for n in per_worker], args.timeout)
     cpu = procs.cpu_seconds(pid) - cpu0
     out = deliveries_summary(replies, sent)
     out["missing"] = sum(per_worker) * args.items - out["deliveries"]
     if out.get("last_client_ms_items"):
         out["last_client_ms"] = statistics.median(out["last_client_ms_items"])
+        out["deliveries_per_s"] = sum(per_worker) / (out["last_client_ms"] / 1000)
     out["cpu_s"] = cpu
     out["cpu_per_delivery_us"] = cpu / out["deliveries"] * 1e6 if out["deliveries"] else None
     return out
@@ -111,27 +148,42 @@ async def burst_phase(
     pid: int,
     per_worker: list[int],
     args: argparse.Namespace,
+    spread: float,
+    count: int,
+    base: int,
 ) -> dict[str, Any]:
-    """``--bursts`` times: ``--burst-items`` XADDs in one pipeline; until all have all."""
+    """``count`` times: ``--burst-items`` XADDs, in one pipeline (``spread`` 0) or evenly
+    over ``spread`` seconds; until every client has them all."""
     runs: list[dict[str, Any]] = []
     n = args.burst_items
-    for b in range(args.bursts):
+    for b in range(count):
         await asyncio.sleep(0.5)
         cpu0 = procs.cpu_seconds(pid)
         sent: dict[int, int] = {}
-        async with r.pipeline(transaction=False) as pipe:
+        if spread <= 0:
+            async with r.pipeline(transaction=False) as pipe:
+                for i in range(n):
+                    seq = base + 1000 * (b + 1) + i
+                    sent[seq] = time.time_ns()
+                    pipe.xadd(STREAM, bench_fields(seq, sent[seq]))
+                await pipe.execute()
+        else:
+            start = time.monotonic()
+            step = spread / max(1, n - 1)
             for i in range(n):
-                seq = 1000 * (b + 1) + i
+                await asyncio.sleep(max(0.0, start + i * step - time.monotonic()))
+                seq = base + 1000 * (b + 1) + i
                 sent[seq] = time.time_ns()
-                pipe.xadd(STREAM, {"text": f"bench {seq} {sent[seq]}", "by": "bench"})
-            await pipe.execute()
+                await r.xadd(STREAM, bench_fields(seq, sent[seq]))
         replies = await collect(workers, [c * n for c in per_worker], args.timeout)
         cpu = procs.cpu_seconds(pid) - cpu0
         run = deliveries_summary(replies, sent)
         run["missing"] = sum(per_worker) * n - run["deliveries"]
         run["frames_per_client"] = run["frames"] / max(1, sum(per_worker))
-        if run["last_ns"]:  # from the first XADD until the last client had all items
-            run["all_ms"] = (max(run["last_ns"].values()) - min(sent.values())) / 1e6
+        if run["last_ns"]:
+            done = max(run["last_ns"].values())
+            run["all_ms"] = (done - min(sent.values())) / 1e6  # from the first XADD
+            run["after_last_ms"] = (done - max(sent.values())) / 1e6  # from the last XADD
             run["deliveries_per_s"] = run["deliveries"] / (run["all_ms"] / 1000)
         run["cpu_s"] = cpu
         run["cpu_per_delivery_us"] = cpu / run["deliveries"] * 1e6 if run["deliveries"] else None
@@ -144,52 +196,125 @@ async def burst_phase(
     return {
         "runs": runs,
         "all_ms": med("all_ms"),
+        "after_last_ms": med("after_last_ms"),
         "deliveries_per_s": med("deliveries_per_s"),
         "cpu_per_delivery_us": med("cpu_per_delivery_us"),
         "frames_per_client": med("frames_per_client"),
+        "lat_p50_ms": med("lat_p50_ms"),
         "missing": sum(x["missing"] for x in runs),
     }
 
 
-def addresses_per_worker(args: argparse.Namespace) -> int:
-    """Source addresses each worker spreads its clients over (``--per-address`` at most)."""
-    share: int = -(-args.clients // args.procs)
-    per_address: int = args.per_address
+async def storm_phase(
+    r: aioredis.Redis,
+    workers: procs.Workers,
+    pid: int,
+    per_worker: list[int],
+    args: argparse.Namespace,
+    resumes: bool,
+) -> dict[str, Any]:
+    """All clients drop at once; items are published; all reconnect with their cursor."""
+    await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
+    dropped = await workers.call({"cmd": "disconnect"}, 60)
+    cursors: dict[str, int] = {}
+    for x in dropped:
+        for c, k in x["cursors"].items():
+            cursors[c] = cursors.get(c, 0) + k
+    sent: dict[int, int] = {}
+    for i in range(args.storm_items):
+        seq = 900_000 + i
+        sent[seq] = time.time_ns()
+        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
+    await asyncio.sleep(1.0)  # the server has read them and seen every client go
+    cpu0 = procs.cpu_seconds(pid)
+    replies = await workers.call(
+        {"cmd": "reconnect", "concurrency": args.storm_concurrency}, args.connect_timeout
+    )
+    wait_s = args.timeout if resumes else 2.0  # naive never sends what was missed
+    got = await collect(workers, [x["connected"] * args.storm_items for x in replies], wait_s)
+    cpu = procs.cpu_seconds(pid) - cpu0
+    n = sum(x["connected"] for x in replies)
+    t0 = min(x["t_start"] for x in replies)
+    out = deliveries_summary(got, sent)
+    first: dict[str, int] = {}
+    missed: dict[str, int] = {}
+    for x in replies:
+        for k, v in x["first"].items():
+            first[k] = first.get(k, 0) + v
+        for k, v in x["missed"].items():
+            missed[k] = missed.get(k, 0) + v
+    out |= {
+        "clients": sum(per_worker),
+        "reconnected": n,
+        "failed": sum(x["failed"] for x in replies),
+        "cursors": len(cursors),
+        "first_frame": first,
+        "missed_reported": missed,
+        "reconnect_ms": (max(x["t_done"] for x in replies) - t0) / 1e6,
+        "missing": sum(per_worker) * args.storm_items - out["deliveries"],
+        "cpu_s": cpu,
+        "cpu_per_reconnect_us": cpu / n * 1e6 if n else None,
+        "snapshots": first.get("snapshot", 0),
+    }
+    if out["last_ns"] and out["deliveries"] == sum(per_worker) * args.storm_items:
+        out["resumed_ms"] = (max(out["last_ns"].values()) - t0) / 1e6
+    out["reconnects_per_s"] = n / (out["reconnect_ms"] / 1000) if out["reconnect_ms"] else None
+    return out
+
+
+def addresses_per_worker(clients: int, nprocs: int, per_address: int) -> int:
+    """Source addresses each worker spreads its clients over (``per_address`` at most)."""
+    share = -(-clients // nprocs)
     return max(1, -(-share // per_address))
 
 
-async def warm_up(port: int) -> None:
-    """One real websocket round trip, so lazy imports/allocations are not charged to N."""
-    async with (
-        asyncio.timeout(10),
-        ws_connect(f"ws://127.0.0.1:{port}/ws/en", compression=None, close_timeout=2) as ws,
-    ):
-        await ws.recv()
+def loadgen_procs(args: argparse.Namespace, clients: int, nofile: int) -> int:
+    """``--procs``, or more when one worker would exceed the file limit."""
+    return max(args.procs, -(-clients // (nofile - FD_RESERVE)))
+
+
+async def warm_up(port: int, count: int) -> None:
+    """Real websocket round trips (several, so every process of a multi-process server
+    likely gets one), so lazy imports/allocations are not charged to the N clients."""
+    for _ in range(count):
+        async with (
+            asyncio.timeout(10),
+            ws_connect(f"ws://127.0.0.1:{port}/ws/en", compression=None, close_timeout=2) as ws,
+        ):
+            await ws.recv()
 
 
 async def bench_server(
-    name: str, args: argparse.Namespace, rport: int, workdir: Path, first_source: int
+    spec: str,
+    clients: int,
+    args: argparse.Namespace,
+    rport: int,
+    workdir: Path,
+    first_source: int,
+    nofile: int,
 ) -> dict[str, Any]:
     """Start one server, connect the clients, run every phase, stop it; its figures."""
+    name, nprocs = kind_of(spec)
     redis_url = f"redis://127.0.0.1:{rport}/0"
     r = aioredis.Redis.from_url(redis_url, socket_timeout=30)
     await r.flushall()
     port = procs.free_port()
-    log = workdir / f"{name}-{first_source}.log"
-    server = procs.start_server(name, port, redis_url, args.server_ping_interval, log)
+    log = workdir / f"{name}{nprocs}-{first_source}.log"
+    server = procs.start_server(name, port, redis_url, args.server_ping_interval, log, nprocs)
     workers = procs.Workers()
-    res: dict[str, Any] = {"server": name, "clients": args.clients}
+    res: dict[str, Any] = {"server": spec, "clients": clients}
+    nworkers = loadgen_procs(args, clients, nofile)
     try:
         await procs.wait_healthy(port, server, 30)
-        await warm_up(port)
+        await warm_up(port, 4 * nprocs)
         await asyncio.sleep(1)
         rss0 = procs.rss_kib(server.pid)
-        k = addresses_per_worker(args)
+        k = addresses_per_worker(clients, nworkers, args.per_address)
         sources = [
             [procs.source_address(first_source + w * k + j) for j in range(k)]
-            for w in range(args.procs)
+            for w in range(nworkers)
         ]
-        await workers.start(port, args.clients, sources, "/ws/en")
+        await workers.start(port, clients, sources, "/ws/en", args.concurrency)
         await asyncio.sleep(1)  # workers imported and waiting
         cpu0 = procs.cpu_seconds(server.pid)
         replies = await workers.call({"cmd": "connect"}, args.connect_timeout)
@@ -201,7 +326,7 @@ async def bench_server(
         for x in replies:
             for why, count in x["errors"].items():
                 errors[why] = errors.get(why, 0) + count
-        await asyncio.sleep(1)
+        await asyncio.sleep(2)
         rss1 = procs.rss_kib(server.pid)
         res |= {
             "connected": n,
@@ -213,18 +338,30 @@ async def bench_server(
             "rss_before_kib": rss0,
             "rss_after_kib": rss1,
             "rss_per_conn_kib": (rss1 - rss0) / n if n else None,
+            "loadgen_procs": nworkers,
         }
-        print(f"  {name}: {n} connected in {wall:.1f} s", file=sys.stderr)
-        if n < args.clients:  # figures over fewer clients would not compare
-            raise RuntimeError(f"only {n} of {args.clients} clients connected: {errors}")
-        if n:
-            res["single"] = await single_phase(r, workers, server.pid, per_worker, args)
-            print(f"  {name}: single items done", file=sys.stderr)
-            res["burst"] = await burst_phase(r, workers, server.pid, per_worker, args)
-            print(f"  {name}: bursts done", file=sys.stderr)
+        print(f"  {spec}: {n} connected in {wall:.1f} s", file=sys.stderr)
+        if n < clients:  # figures over fewer clients would not compare
+            raise RuntimeError(f"only {n} of {clients} clients connected: {errors}")
+        for phase in args.phases:
+            if phase == "single":
+                res["single"] = await single_phase(r, workers, server.pid, per_worker, args)
+            elif phase == "burst":
+                res["burst"] = await burst_phase(
+                    r, workers, server.pid, per_worker, args, 0.0, args.bursts, 0
+                )
+            elif phase == "spread":
+                res["spread"] = await burst_phase(
+                    r, workers, server.pid, per_worker, args, args.spread, args.spreads, 100_000
+                )
+            elif phase == "storm":
+                res["storm"] = await storm_phase(
+                    r, workers, server.pid, per_worker, args, name in RESUMES
+                )
+            print(f"  {spec}: {phase} done", file=sys.stderr)
     except (RuntimeError, TimeoutError, OSError) as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"  {name}: FAILED {res['error']} (log: {log})", file=sys.stderr)
+        print(f"  {spec}: FAILED {res['error']} (log: {log})", file=sys.stderr)
     finally:
         await workers.close()
         procs.stop(server, group=True)
@@ -235,7 +372,7 @@ async def bench_server(
 
 def strip(result: dict[str, Any]) -> dict[str, Any]:
     """Drop the per-seq receive timestamps (internal) before writing JSON."""
-    for phase in ("single", "burst"):
+    for phase in ("single", "burst", "spread", "storm"):
         part = result.get(phase) or {}
         part.pop("last_ns", None)
         for run in part.get("runs", []):
@@ -243,41 +380,77 @@ def strip(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = 0
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every server, ``--rounds`` times, on one private redis-server; the figures."""
-    procs.raise_nofile()
+    """Every scale, every server, ``--rounds`` times, on one private redis-server."""
+    nofile = procs.raise_nofile()
     # asyncio's child watcher warns when Popen.poll() reaped an exited worker first: harmless.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in args.servers}
+    scales: dict[str, Any] = {}
     source = 0
+    info = machine() | {"redis": procs.redis_version(args.redis_server), "nofile": nofile}
     with (
         tempfile.TemporaryDirectory(prefix="fanout-") as tmp,
         procs.redis_server(args.redis_server, Path(tmp)) as rport,
     ):
-        for rnd in range(args.rounds):
-            order = (
-                args.servers[rnd % len(args.servers) :] + args.servers[: rnd % len(args.servers)]
-            )
-            for name in order:  # rotated each round, so no server always runs first
-                print(
-                    f"round {rnd + 1}/{args.rounds}: {name}, {args.clients} clients",
-                    file=sys.stderr,
-                )
-                rounds[name].append(strip(await bench_server(name, args, rport, Path(tmp), source)))
-                source += args.procs * addresses_per_worker(args)
-                await asyncio.sleep(2)  # let the machine settle between servers
-    summary = {s: report.median_of_rounds(rs) for s, rs in rounds.items()}
+        for clients in args.clients:
+            specs = [s for s in args.servers if not cannot_hold(s, clients, nofile)]
+            skipped = {s: why for s in args.servers if (why := cannot_hold(s, clients, nofile))}
+            for s, why in skipped.items():
+                print(f"{clients} clients: {s} skipped: {why}", file=sys.stderr)
+            rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in specs}
+            for rnd in range(args.rounds):
+                order = specs[rnd % len(specs) :] + specs[: rnd % len(specs)] if specs else []
+                for spec in order:  # rotated each round, so no server always runs first
+                    print(
+                        f"round {rnd + 1}/{args.rounds}: {spec}, {clients} clients",
+                        file=sys.stderr,
+                    )
+                    result = await bench_server(
+                        spec, clients, args, rport, Path(tmp), source, nofile
+                    )
+                    rounds[spec].append(strip(result))
+                    source += loadgen_procs(args, clients, nofile) * addresses_per_worker(
+                        clients, loadgen_procs(args, clients, nofile), args.per_address
+                    )
+                    await asyncio.sleep(2)  # let the machine settle between servers
+            summary = {s: report.median_of_rounds(rs) for s, rs in rounds.items()}
+            scales[str(clients)] = {
+                "summary": summary,
+                "ratios": report.ratios(summary),
+                "skipped": skipped,
+                "rounds": rounds,
+            }
     return {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "redis": procs.redis_version(args.redis_server),
-        },
-        "summary": summary,
-        "ratios": report.ratios(summary),
-        "rounds": rounds,
+        "machine": info,
+        "scales": scales,
+        "targets": report.targets(scales),
     }
+
+
+def ints(text: str) -> list[int]:
+    return [int(x.replace("k", "000")) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -286,24 +459,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--servers",
-        default=",".join(SERVERS),
-        help="comma-separated, of: ticker, naive, raw (default: all)",
+        default="ticker,ticker:2,naive,raw",
+        help="comma-separated, of ticker, naive, raw, each optionally :N processes sharing "
+        "the port (ticker --workers N, raw --procs N; naive is one process); "
+        "default: ticker,ticker:2,naive,raw",
     )
-    p.add_argument("--clients", type=int, default=10000)
-    p.add_argument("--procs", type=int, default=4, help="load-gen worker processes")
+    p.add_argument(
+        "--clients",
+        type=ints,
+        default=[10000],
+        help="comma-separated numbers of clients, one scale each (10k = 10000)",
+    )
+    p.add_argument("--procs", type=int, default=4, help="load-gen worker processes (at least)")
     p.add_argument(
         "--per-address",
         type=int,
         default=500,
         help="most clients per source address (ticker caps websockets per IP, default 1000)",
     )
+    p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight per worker")
+    p.add_argument(
+        "--phases",
+        default="single,burst,spread,storm",
+        help="comma-separated, of single, burst, spread, storm (connect is always measured)",
+    )
     p.add_argument("--items", type=int, default=20, help="single items to publish")
     p.add_argument("--interval", type=float, default=0.6, help="seconds between single items")
-    p.add_argument("--bursts", type=int, default=5)
+    p.add_argument("--bursts", type=int, default=5, help="pipelined bursts")
     p.add_argument("--burst-items", type=int, default=20)
+    p.add_argument("--spread", type=float, default=1.0, help="seconds a spread burst lasts")
+    p.add_argument("--spreads", type=int, default=3, help="spread bursts")
+    p.add_argument("--storm-items", type=int, default=5, help="items published while away")
+    p.add_argument(
+        "--storm-concurrency", type=int, default=250, help="reconnects in flight per worker"
+    )
     p.add_argument("--rounds", type=int, default=1, help="repeat all servers, take medians")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for deliveries")
-    p.add_argument("--connect-timeout", type=float, default=180)
+    p.add_argument("--connect-timeout", type=float, default=300)
     p.add_argument(
         "--server-ping-interval",
         type=float,
@@ -321,20 +513,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     for s in args.servers:
-        if s not in SERVERS:
+        name, _, n = s.partition(":")
+        if name not in SERVERS or (n and (not n.isdigit() or int(n) < 1)):
             p.error(f"unknown server {s!r}")
+        if name == "naive" and n not in ("", "1"):
+            p.error("the naive baseline runs as one process")
+    args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    for x in args.phases:
+        if x not in ("single", "burst", "spread", "storm"):
+            p.error(f"unknown phase {x!r}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, optionally write JSON; 1 if any server failed."""
+    """Run the benchmark, print the tables and targets, optionally write JSON; 1 if any
+    server failed."""
     args = parse_args(argv)
     result = asyncio.run(run(args))
-    print(report.table(result["summary"], result["ratios"]))
+    for clients, scale in result["scales"].items():
+        print(f"\n### {int(clients):,} clients\n")
+        print(report.table(scale["summary"], scale["ratios"]))
+        for spec, why in scale["skipped"].items():
+            print(f"\n{spec} skipped: {why}")
+    print("\n### Targets (issue 7)\n")
+    print(report.targets_table(result["targets"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=str))
-    failed = [r for rs in result["rounds"].values() for r in rs if "error" in r]
-    return 1 if failed else 0
+    failed = [r for sc in result["scales"].values() for rs in sc["rounds"].values() for r in rs]
+    return 1 if any("error" in r for r in failed) else 0
 
 
 if __name__ == "__main__":

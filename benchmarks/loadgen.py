@@ -3,10 +3,11 @@
 Each client is a raw ``asyncio.Protocol`` with a minimal HTTP upgrade and a minimal frame
 parser (the ``websockets`` client per connection would make the client side the bottleneck).
 It connects to ``ws://HOST:PORT/PATH`` from one of the given source addresses (round robin,
-so no address holds more than its share), waits for its
-``snapshot`` frame, then for every ``publish`` event whose item text is ``bench <seq> <t_ns>``
-records ``time.time_ns()`` at receipt minus ``t_ns`` (publish→receive latency). Pings are
-answered with masked pongs, as a client must.
+so no address holds more than its share), waits for its first frame (a ``snapshot``, or the
+``events`` of a resume), then for every ``publish`` event whose item text is
+``bench <seq> <t_ns>`` records ``time.time_ns()`` at receipt minus ``t_ns`` (publish→receive
+latency). Each client keeps the cursor of the last frame it got, as the widget does, so it
+can resume with ``?cursor=``. Pings are answered with masked pongs, as a client must.
 
 Control is line-delimited JSON: commands on stdin, one reply line per command on stdout.
 
@@ -15,6 +16,12 @@ Control is line-delimited JSON: commands on stdin, one reply line per command on
   ``k`` deliveries were recorded since the last ``collect`` (or the timeout passed)
 - ``{"cmd": "collect"}`` → ``{"items": {seq: {"lat_us": [...], "last_ns": ns}}, "open": n,
   "frames": n}`` and forgets the recorded deliveries
+- ``{"cmd": "disconnect"}`` → aborts every connection (a network blip: RST, no close
+  handshake) → ``{"closed", "cursors": {cursor: clients}}``
+- ``{"cmd": "reconnect", "concurrency": k}`` → every client that was connected before the
+  ``disconnect`` connects again with ``?cursor=<its last cursor>``; the same reply as
+  ``connect`` plus ``"first": {"snapshot"|"events": clients}`` (what the first frame was) and
+  ``"missed": {k: clients}`` (the ``missed`` count the server reported)
 - ``{"cmd": "close"}`` → aborts every connection, replies, exits
 """
 
@@ -30,7 +37,9 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from typing import Any, cast
+from urllib.parse import quote
 
 import uvloop
 
@@ -48,6 +57,20 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(body)]) + mask + body
 
 
+class Parsed:
+    """What a frame means to the benchmark: its type, cursor, ``missed`` and bench items."""
+
+    __slots__ = ("cursor", "items", "kind", "missed")
+
+    def __init__(
+        self, kind: str, cursor: str | None, missed: int | None, items: tuple[tuple[int, int], ...]
+    ) -> None:
+        self.kind = kind
+        self.cursor = cursor
+        self.missed = missed
+        self.items = items
+
+
 class Stats:
     """What one worker has received: deliveries per bench item, shared by all its clients."""
 
@@ -58,25 +81,24 @@ class Stats:
         self.frames = 0  # frames that carried at least one bench item
         self.waiter: tuple[int, asyncio.Future[None]] | None = None
         # Every client gets byte-identical frames, so each distinct payload is parsed once.
-        self.cache: dict[bytes, tuple[tuple[int, int], ...]] = {}
+        self.cache: dict[bytes, Parsed] = {}
 
-    def parse(self, payload: bytes) -> tuple[tuple[int, int], ...] | None:
-        """Return the (seq, t_ns) of the bench publishes in an events frame; None if snapshot."""
+    def parse(self, payload: bytes) -> Parsed:
+        """The frame's type, cursor and the (seq, t_ns) of the bench publishes it carries."""
         hit = self.cache.get(payload)
         if hit is not None:
             return hit
         msg = json.loads(payload)
-        if msg.get("type") != "events":
-            return None
+        kind = str(msg.get("type"))
         found: list[tuple[int, int]] = []
-        for ev in msg.get("events", ()):
+        for ev in msg.get("events", ()) if kind == "events" else ():
             text = (ev.get("item") or {}).get("text", "") if ev.get("op") == "publish" else ""
             parts = text.split()
             if len(parts) == 3 and parts[0] == "bench":
                 found.append((int(parts[1]), int(parts[2])))
         if len(self.cache) >= CACHE_MAX:
             self.cache.clear()
-        result = tuple(found)
+        result = Parsed(kind, msg.get("cursor"), msg.get("missed"), tuple(found))
         self.cache[payload] = result
         return result
 
@@ -98,10 +120,14 @@ class Stats:
 class Client(asyncio.Protocol):
     """One websocket client: upgrade, then parse server frames and record bench deliveries."""
 
-    def __init__(self, stats: Stats, request: bytes, ready: asyncio.Future[None]) -> None:
+    def __init__(
+        self, stats: Stats, request: bytes, ready: asyncio.Future[None], cursor: str | None = None
+    ) -> None:
         self.stats = stats
         self.request = request
         self.ready = ready
+        self.cursor = cursor  # of the last frame received
+        self.first: Parsed | None = None  # the first frame after the upgrade
         self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.upgraded = False
@@ -171,12 +197,15 @@ class Client(asyncio.Protocol):
                     self.message(message, now)
 
     def message(self, payload: bytes, now: int) -> None:
-        items = self.stats.parse(payload)
-        if items is None:
+        parsed = self.stats.parse(payload)
+        if parsed.cursor:
+            self.cursor = parsed.cursor
+        if self.first is None and parsed.kind in ("snapshot", "events"):
+            self.first = parsed
             if not self.ready.done():
                 self.ready.set_result(None)
-        elif items:
-            self.stats.record(items, now)
+        if parsed.items:
+            self.stats.record(parsed.items, now)
 
     def send(self, data: bytes) -> None:
         if self.transport and not self.transport.is_closing():
@@ -196,21 +225,37 @@ class Worker:
         self.args = args
         self.stats = Stats()
         self.clients: list[Client] = []
+        self.dropped: list[Client] = []  # disconnected, to reconnect with their cursors
         self.sources = args.source.split(",")
-        host = f"{args.host}:{args.port}"
-        self.request = (
-            f"GET {args.path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        self.request = self.upgrade(args.path)
+
+    def upgrade(self, target: str) -> bytes:
+        host = f"{self.args.host}:{self.args.port}"
+        return (
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
 
-    async def connect_one(self, i: int, sem: asyncio.Semaphore, errors: dict[str, int]) -> bool:
+    async def connect_one(
+        self,
+        i: int,
+        sem: asyncio.Semaphore,
+        errors: dict[str, int],
+        cursor: str | None = None,
+        requests: dict[str, bytes] | None = None,
+    ) -> bool:
         loop = asyncio.get_running_loop()
         source = self.sources[i % len(self.sources)]
+        request = self.request
+        if cursor is not None and requests is not None:
+            request = requests.get(cursor) or requests.setdefault(
+                cursor, self.upgrade(f"{self.args.path}?cursor={quote(cursor)}")
+            )
         async with sem:
             for _attempt in range(3):
                 ready: asyncio.Future[None] = loop.create_future()
-                client = Client(self.stats, self.request, ready)
+                client = Client(self.stats, request, ready, cursor)
                 try:
                     async with asyncio.timeout(self.args.connect_timeout):
                         await loop.create_connection(
@@ -246,6 +291,41 @@ class Worker:
             "t_done": time.time_ns(),
         }
 
+    def disconnect(self) -> dict[str, Any]:
+        """Abort every connection at once (RST), remembering each client's cursor."""
+        cursors = Counter(c.cursor for c in self.clients)
+        for c in self.clients:
+            if c.transport:
+                c.transport.abort()
+        self.dropped, self.clients = self.clients, []
+        return {"closed": len(self.dropped), "cursors": {str(k): v for k, v in cursors.items()}}
+
+    async def reconnect(self, concurrency: int) -> dict[str, Any]:
+        """Every dropped client connects again with ``?cursor=`` its last cursor."""
+        errors: dict[str, int] = {}
+        sem = asyncio.Semaphore(concurrency)
+        requests: dict[str, bytes] = {}
+        dropped, self.dropped = self.dropped, []
+        t_start = time.time_ns()
+        results = await asyncio.gather(
+            *(
+                self.connect_one(i, sem, errors, c.cursor or "0-0", requests)
+                for i, c in enumerate(dropped)
+            )
+        )
+        ok = sum(results)
+        first = Counter(c.first.kind for c in self.clients if c.first)
+        missed = Counter(str(c.first.missed) for c in self.clients if c.first)
+        return {
+            "connected": ok,
+            "failed": len(results) - ok,
+            "errors": errors,
+            "t_start": t_start,
+            "t_done": time.time_ns(),
+            "first": dict(first),
+            "missed": dict(missed),
+        }
+
     async def expect(self, deliveries: int, wait_s: float) -> dict[str, Any]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stats.waiter = (deliveries, fut)
@@ -276,6 +356,10 @@ class Worker:
                 reply = await self.expect(int(cmd["deliveries"]), float(cmd["timeout"]))
             elif cmd["cmd"] == "collect":
                 reply = self.collect()
+            elif cmd["cmd"] == "disconnect":
+                reply = self.disconnect()
+            elif cmd["cmd"] == "reconnect":
+                reply = await self.reconnect(int(cmd.get("concurrency", self.args.concurrency)))
             else:
                 for c in self.clients:
                     if c.transport:

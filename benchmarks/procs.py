@@ -1,8 +1,10 @@
 """Process plumbing for the fan-out benchmark: Redis, servers under test, load-gen workers.
 
-Also the two server-side meters: CPU seconds (``utime + stime`` from ``/proc/PID/stat``) and
-resident memory (``VmRSS`` from ``/proc/PID/status``), each summed over the server's process
-tree so a server that forks helpers is charged for them.
+Also the two server-side meters: CPU seconds (the scheduler's run time of every thread,
+``/proc/PID/task/TID/schedstat``, nanoseconds; ``utime + stime`` from ``/proc/PID/stat``, in
+10 ms ticks, where schedstat is missing) and resident memory (``VmRSS`` from
+``/proc/PID/status``), each summed over the server's process tree so a server that forks
+workers is charged for them.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ ROOT = HERE.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def raise_nofile() -> None:
-    """Raise RLIMIT_NOFILE to the hard limit (children inherit it)."""
+def raise_nofile() -> int:
+    """Raise RLIMIT_NOFILE to the hard limit (children inherit it); return it.
+
+    Raising the hard limit itself needs CAP_SYS_RESOURCE, which this machine's root lacks:
+    the hard limit (20000 here) is what one process can hold.
+    """
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return int(hard)
 
 
 def free_port() -> int:
@@ -65,14 +72,33 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the process tree rooted at ``pid``."""
+def _run_ns(pid: int) -> int | None:
+    """Nanoseconds ``pid``'s threads have run (user + system), from schedstat; None if absent."""
     total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the process tree rooted at ``pid``.
+
+    A thread that exits between two readings takes its time with it; the servers measured
+    here do not start threads during a phase.
+    """
+    total = 0.0
     for p in tree(pid):
+        ns = _run_ns(p)
+        if ns is not None:
+            total += ns / 1e9
+            continue
         with contextlib.suppress(OSError):
             f = _stat_fields(p)
-            total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
+            total += (int(f[11]) + int(f[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return total
 
 
 def rss_kib(pid: int) -> int:
@@ -128,8 +154,8 @@ def redis_server(binary: str, workdir: Path) -> Iterator[int]:
         log.close()
 
 
-def server_command(name: str, port: int, redis_url: str, ping: float) -> list[str]:
-    """The command line of a server under test."""
+def server_command(name: str, port: int, redis_url: str, ping: float, nprocs: int = 1) -> list[str]:
+    """The command line of a server under test (``nprocs`` processes sharing the port)."""
     if name == "ticker":
         return [
             sys.executable,
@@ -144,7 +170,11 @@ def server_command(name: str, port: int, redis_url: str, ping: float) -> list[st
             redis_url,
             "--channels",
             "en",
+            "--workers",
+            str(nprocs),
         ]
+    if nprocs != 1 and name != "raw":
+        raise ValueError(f"{name} runs as one process only")
     if name == "naive":
         return [
             sys.executable,
@@ -164,19 +194,21 @@ def server_command(name: str, port: int, redis_url: str, ping: float) -> list[st
             str(port),
             "--redis-url",
             redis_url,
+            "--procs",
+            str(nprocs),
         ]
     raise ValueError(f"unknown server {name!r}")
 
 
 def start_server(
-    name: str, port: int, redis_url: str, ping: float, log: Path
+    name: str, port: int, redis_url: str, ping: float, log: Path, nprocs: int = 1
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ, TICKER_LOG_LEVEL="warning")
     if ping:
         env["TICKER_PING_INTERVAL"] = str(ping)
     with log.open("wb") as out:
         return subprocess.Popen(
-            server_command(name, port, redis_url, ping),
+            server_command(name, port, redis_url, ping, nprocs),
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -231,7 +263,9 @@ class Workers:
     def __init__(self) -> None:
         self.procs: list[asyncio.subprocess.Process] = []
 
-    async def start(self, port: int, clients: int, sources: list[list[str]], path: str) -> None:
+    async def start(
+        self, port: int, clients: int, sources: list[list[str]], path: str, concurrency: int = 64
+    ) -> None:
         """One worker per entry of ``sources``, binding its clients to those addresses."""
         n = len(sources)
         for i, source in enumerate(sources):
@@ -248,6 +282,8 @@ class Workers:
                     ",".join(source),
                     "--path",
                     path,
+                    "--concurrency",
+                    str(concurrency),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     limit=1 << 26,

@@ -8,6 +8,7 @@ from typing import Any
 
 # (key in a server's result, label, unit); lower is better except for rates.
 METRICS: list[tuple[str, str, str]] = [
+    ("connected", "clients connected", ""),
     ("rss_per_conn_kib", "RSS per idle connection", "KiB"),
     ("connect_cpu_us", "connect: server CPU per connection", "µs"),
     ("connects_per_s", "connect: connections/s", "1/s"),
@@ -15,14 +16,33 @@ METRICS: list[tuple[str, str, str]] = [
     ("single.lat_p99_ms", "single item: latency p99", "ms"),
     ("single.lat_max_ms", "single item: latency max", "ms"),
     ("single.last_client_ms", "single item: last client (median of items)", "ms"),
+    ("single.deliveries_per_s", "single item: deliveries/s (N / last client)", "1/s"),
     ("single.cpu_per_delivery_us", "single item: server CPU per delivery", "µs"),
-    ("burst.all_ms", "burst: every client has all items", "ms"),
+    ("burst.all_ms", "burst of 20 in one pipeline: every client has all", "ms"),
     ("burst.deliveries_per_s", "burst: deliveries/s", "1/s"),
     ("burst.cpu_per_delivery_us", "burst: server CPU per delivery", "µs"),
     ("burst.frames_per_client", "burst: frames per client (1 = one batch)", ""),
+    ("spread.after_last_ms", "20 items over 1 s: last XADD to every client has all", "ms"),
+    ("spread.cpu_per_delivery_us", "20 items over 1 s: server CPU per delivery", "µs"),
+    ("spread.frames_per_client", "20 items over 1 s: frames per client", ""),
+    ("storm.resumed_ms", "storm: every client resumed, nothing lost", "ms"),
+    ("storm.reconnect_ms", "storm: every client has its first frame", "ms"),
+    ("storm.cpu_per_reconnect_us", "storm: server CPU per reconnection", "µs"),
+    ("storm.snapshots", "storm: clients sent a snapshot instead of events", ""),
     ("single.missing", "single item: deliveries missing", ""),
     ("burst.missing", "burst: deliveries missing", ""),
+    ("spread.missing", "20 items over 1 s: deliveries missing", ""),
+    ("storm.missing", "storm: deliveries missing", ""),
 ]
+# Counts, not costs: no ratio is shown for them.
+NO_RATIO = {
+    "connected",
+    "single.missing",
+    "burst.missing",
+    "spread.missing",
+    "storm.missing",
+    "storm.snapshots",
+}
 
 
 def percentile(values: list[int] | list[float], q: float) -> float:
@@ -51,8 +71,17 @@ def median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def ratio_pairs(servers: list[str]) -> list[tuple[str, str]]:
-    """Which ratios to show: each server vs the raw floor, and ticker vs naive."""
-    pairs = [(s, "raw") for s in servers if s != "raw" and "raw" in servers]
+    """Which ratios to show: each server vs the one-process raw floor (or, without it, the
+    floor with as many processes), and ticker vs naive."""
+    pairs: list[tuple[str, str]] = []
+    for s in servers:
+        if s.startswith("raw"):
+            continue
+        procs = s.partition(":")[2] or "1"
+        if "raw" in servers:
+            pairs.append((s, "raw"))
+        if procs != "1" and f"raw:{procs}" in servers:
+            pairs.append((s, f"raw:{procs}"))
     if "ticker" in servers and "naive" in servers:
         pairs.append(("ticker", "naive"))
     return pairs
@@ -65,7 +94,7 @@ def ratios(summary: dict[str, dict[str, float | None]]) -> dict[str, dict[str, f
         row: dict[str, float | None] = {}
         for key, _label, _unit in METRICS:
             va, vb = summary[a].get(key), summary[b].get(key)
-            row[key] = va / vb if va is not None and vb else None
+            row[key] = va / vb if va is not None and vb and key not in NO_RATIO else None
         out[f"{a}/{b}"] = row
     return out
 
@@ -100,3 +129,141 @@ def table(
         + " |"
         for r in rows
     )
+
+
+def _target(
+    what: str, scale: str, figure: float | None, limit: float, strict: bool = False, unit: str = ""
+) -> dict[str, Any]:
+    met = None if figure is None else (figure < limit if strict else figure <= limit)
+    return {
+        "target": what,
+        "clients": scale,
+        "figure": figure,
+        "limit": limit,
+        "unit": unit,
+        "op": "<" if strict else "<=",
+        "met": met,
+    }
+
+
+def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's targets, each checked against figures of one run (``fanout.run``)."""
+    out: list[dict[str, Any]] = []
+    for scale, sc in scales.items():
+        ratio = sc["ratios"]
+        summary = sc["summary"]
+        for spec in summary:
+            if not spec.startswith("ticker"):
+                continue
+            vs_raw = (
+                ratio.get(f"{spec}/raw")
+                or ratio.get(f"{spec}/raw:{spec.partition(':')[2] or '1'}")
+                or {}
+            )
+            for key, what in (
+                ("single.cpu_per_delivery_us", "CPU per delivery, single items, x raw floor"),
+                ("burst.cpu_per_delivery_us", "CPU per delivery, pipelined burst, x raw floor"),
+                ("spread.cpu_per_delivery_us", "CPU per delivery, 20 items in 1 s, x raw floor"),
+            ):
+                if key in vs_raw:
+                    out.append(_target(f"{spec}: {what}", scale, vs_raw[key], 1.15, unit="x"))
+            out.append(
+                _target(
+                    f"{spec}: server CPU per new connection",
+                    scale,
+                    summary[spec].get("connect_cpu_us"),
+                    150,
+                    unit="µs",
+                )
+            )
+            if int(scale) >= 10000:
+                out.append(
+                    _target(
+                        f"{spec}: burst of 20 (one pipeline), first XADD to all",
+                        scale,
+                        summary[spec].get("burst.all_ms"),
+                        500,
+                        unit="ms",
+                    )
+                )
+                out.append(
+                    _target(
+                        f"{spec}: 20 items in 1 s, last XADD to all",
+                        scale,
+                        summary[spec].get("spread.after_last_ms"),
+                        500,
+                        unit="ms",
+                    )
+                )
+            if int(scale) == 10000:
+                out.append(
+                    _target(
+                        f"{spec}: reconnect storm, all resumed",
+                        scale,
+                        summary[spec].get("storm.resumed_ms"),
+                        3000,
+                        unit="ms",
+                    )
+                )
+                out.append(
+                    _target(
+                        f"{spec}: reconnect storm, deliveries lost",
+                        scale,
+                        summary[spec].get("storm.missing"),
+                        0,
+                    )
+                )
+                one = (ratio.get(f"{spec}/raw") or {}).get("single.last_client_ms")
+                if spec == "ticker":
+                    out.append(
+                        _target(
+                            "ticker: one item, last client, x raw floor", scale, one, 1.1, unit="x"
+                        )
+                    )
+                elif one is not None:
+                    out.append(
+                        _target(
+                            f"{spec}: one item, last client, x raw floor (1 process)",
+                            scale,
+                            one,
+                            1.0,
+                            strict=True,
+                            unit="x",
+                        )
+                    )
+            if int(scale) >= 50000:
+                held = summary[spec].get("connected")
+                out.append(
+                    _target(
+                        f"{spec}: connections held",
+                        scale,
+                        None if held is None else -held,
+                        -int(scale),
+                    )
+                )
+                out.append(
+                    _target(
+                        f"{spec}: RSS per idle connection",
+                        scale,
+                        summary[spec].get("rss_per_conn_kib"),
+                        8,
+                        unit="KiB",
+                    )
+                )
+    return out
+
+
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    """The targets as a Markdown table."""
+    lines = ["| clients | target | figure | limit | met |", "| --- | --- | ---: | ---: | --- |"]
+    for t in rows:
+        fig = t["figure"]
+        if t["target"].endswith("connections held") and fig is not None:
+            fig, limit = -fig, f">= {int(t['clients']):,}"
+        else:
+            limit = f"{t['op']} {fmt(t['limit'])}{t['unit']}"
+        met = {True: "yes", False: "NO", None: "not measured"}[t["met"]]
+        lines.append(
+            f"| {int(t['clients']):,} | {t['target']} | {fmt(fig)}{t['unit']} | {limit} | {met} |"
+        )
+    return "\n".join(lines)

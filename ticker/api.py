@@ -7,6 +7,7 @@ fans the entry out like any other publisher's, so HTTP and raw Redis behave the 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from ticker.cors import reader_headers
 from ticker.errors import Unavailable, ValidationError
 from ticker.httpio import HTTPError, read_json_object
 from ticker.hub import ChannelHub
-from ticker.items import OPS, entry_fields, parse_entry, parse_stream_id
+from ticker.items import MAX_TAGS, OPS, TAGS_PATTERN, entry_fields, parse_entry, parse_stream_id
 from ticker.runtime import Runtime
 
 IDEM_TTL = 24 * 3600
@@ -65,25 +66,58 @@ async def bearer_name(request: Request) -> str:
     return name
 
 
+URGENCY_VALUES = ("flash", "urgent", "breaking", 1, 3, 5)
+TAGS_STRING = re.compile(TAGS_PATTERN)
+
+
 def to_fields(body: dict[str, Any], allowed: set[str]) -> dict[str, str]:
-    """JSON values -> stream field strings, refusing unknown fields and wrong types."""
+    """JSON values -> stream field strings, refusing unknown fields and wrong types.
+
+    JSON is typed, so types are strict here (the OpenAPI description says the same): tags
+    is a list (or the stream's comma-separated string), ttl an integer, expires an integer
+    (epoch ms) or an ISO 8601 string, urgency a name or an IPTC number. null means "not
+    given".
+    """
     fields: dict[str, str] = {}
     for key, value in body.items():
         if key not in allowed:
             raise ValidationError(f"unknown field {key!r}", field=key)
         if value is None:
             continue
-        if key == "tags" and isinstance(value, list):
-            if not all(isinstance(t, str) for t in value):
-                raise ValidationError("tags must be strings", field="tags")
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if key == "tags" and isinstance(value, str):
+            # "a,b": the stream's own form; strict here, as the OpenAPI pattern says.
+            if value.strip() and not TAGS_STRING.fullmatch(value):
+                raise ValidationError(f"tags: up to {MAX_TAGS} comma-separated tags of "
+                                      "a-z, 0-9, '-', '_'", field="tags")
+            fields[key] = value
+        elif key == "tags":
+            # A list names each tag: none may be blank or hide a second one behind a comma.
+            if not isinstance(value, list) or not all(
+                    isinstance(t, str) and t.strip() and "," not in t for t in value):
+                raise ValidationError("tags must be a list of non-empty strings without "
+                                      "commas, or one comma-separated string", field="tags")
+            if len(value) > MAX_TAGS:
+                raise ValidationError(f"at most {MAX_TAGS} tags", field="tags")
             fields[key] = ",".join(value)
-        elif key in ("ttl", "expires", "urgency") and isinstance(value, int) \
-                and not isinstance(value, bool):
+        elif key == "urgency":
+            if value not in URGENCY_VALUES or isinstance(value, bool):
+                raise ValidationError("urgency must be flash, urgent or breaking (or 1, 3, 5)",
+                                      field="urgency")
+            fields[key] = str(value)
+        elif key == "ttl":
+            if not is_int:
+                raise ValidationError("ttl must be a whole number of seconds", field="ttl")
+            fields[key] = str(value)
+        elif key == "expires":
+            if not (is_int or isinstance(value, str)):
+                raise ValidationError("expires must be epoch milliseconds or an ISO 8601 "
+                                      "string", field="expires")
             fields[key] = str(value)
         elif isinstance(value, str):
             fields[key] = value
         else:
-            raise ValidationError(f"{key} has the wrong type", field=key)
+            raise ValidationError(f"{key} must be a string", field=key)
     return fields
 
 
@@ -98,8 +132,8 @@ async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) 
 
 
 async def publish(request: Request) -> Response:
+    by = await bearer_name(request)  # who asks comes first: no token, no other answer
     channel = channel_of(request)
-    by = await bearer_name(request)
     body = await read_json_object(request, runtime_of(request).settings.max_body)
     if "text" not in body:
         raise ValidationError("text is missing", field="text")
@@ -159,13 +193,13 @@ async def publish_once(request: Request, channel: ChannelHub, fields: dict[str, 
 
 
 async def act(request: Request) -> Response:
+    by = await bearer_name(request)
     channel = channel_of(request)
     op = request.path_params["op"]
     item_id = request.path_params["item"]
     if op not in OP_FIELDS:
         raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
                         field="op")
-    by = await bearer_name(request)
     if parse_stream_id(item_id) is None:
         raise HTTPError(404, "not_found", "no such item", field="item")
     body = await read_json_object(request, runtime_of(request).settings.max_body,
@@ -207,10 +241,14 @@ async def channels(request: Request) -> Response:
     return JSONResponse({"channels": [c.info() for c in runtime.settings.channels]})
 
 
+async def items(request: Request) -> Response:
+    """One route for the collection, so a 405 lists every method it has (Allow)."""
+    return await (publish(request) if request.method == "POST" else on_air(request))
+
+
 routes = [
     Route("/api/channels", channels, methods=["GET"]),
-    Route("/api/channels/{channel}/items", on_air, methods=["GET"]),
-    Route("/api/channels/{channel}/items", publish, methods=["POST"]),
+    Route("/api/channels/{channel}/items", items, methods=["GET", "POST"]),
     Route("/api/channels/{channel}/snapshot", snapshot, methods=["GET"]),
     Route("/api/channels/{channel}/items/{item}/{op}", act, methods=["POST"]),
 ]

@@ -38,6 +38,9 @@ MAX_ENTRY_BYTES: Final = 8 * 1024
 STREAM_ID: Final = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
 # Host (name, IPv4, [IPv6], port), then path/query/fragment in printable ASCII (no spaces).
 LINK: Final = re.compile(r"https://[A-Za-z0-9.\-:\[\]]+(?:[/?#][!-~]*)?")
+# The comma-separated form, as the JSON API accepts it (lower case, no blanks).
+TAGS_PATTERN: Final = (rf"[a-z0-9][a-z0-9_-]{{0,31}}(?:,[a-z0-9][a-z0-9_-]{{0,31}})"
+                       rf"{{0,{MAX_TAGS - 1}}}")
 TAG: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Bidi embeddings, overrides and isolates: the widget isolates each item itself, and these in
 # a headline can reverse or hide text. Marks (U+200E/U+200F) are allowed: Arabic copy needs them.

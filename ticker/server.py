@@ -25,7 +25,7 @@ from ticker.app import create_app
 from ticker.embedded import EmbeddedRedis
 from ticker.metrics import Worker
 from ticker.settings import Settings
-from ticker.wsserver import TickerWebSocket
+from ticker.wsserver import TickerHttp, TickerWebSocket
 
 log = logging.getLogger("ticker.server")
 
@@ -72,7 +72,8 @@ def uvicorn_config(settings: Settings, worker: Worker | None = None,
         "lifespan": "on",
         "log_config": None,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, except that a websocket upgrade skips it (ticker.wsserver.TickerHttp).
+        "http": TickerHttp,
         "backlog": 8192,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "server_header": False,

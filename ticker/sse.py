@@ -146,7 +146,7 @@ class EventStream(Response):
     media_type = "text/event-stream; charset=utf-8"
 
     def __init__(self, runtime: Runtime, channel: ChannelHub, cursor: str | None,
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], address: str) -> None:
         # Like StreamingResponse: no `body`, so no Content-Length (the stream is chunked).
         self.status_code = 200
         self.background = None
@@ -155,8 +155,15 @@ class EventStream(Response):
         self.channel = channel
         self.cursor = cursor
         self.heartbeat = runtime.settings.sse_heartbeat
+        self.address = address  # admitted by the per-address cap; released when we end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            self.runtime.ws_cap.release(self.address)
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})
         runtime = self.runtime
@@ -258,7 +265,13 @@ async def stream(request: Request) -> Response:
     }
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=EventStream.media_type)
-    return EventStream(runtime, channel, cursor, headers)
+    # The same per-address cap as websockets (TICKER_MAX_CONNECTIONS_PER_IP); uvicorn has
+    # already put the real client (X-Forwarded-For from a trusted proxy) in scope["client"].
+    address = request.client.host if request.client else "unknown"
+    if not runtime.ws_cap.admit(address):
+        raise HTTPError(429, "too_many_connections",
+                        "too many open connections from your address")
+    return EventStream(runtime, channel, cursor, headers, address)
 
 
 routes = [

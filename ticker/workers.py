@@ -39,7 +39,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
@@ -117,8 +117,6 @@ class Slot:
     started: float = 0.0
     quick_deaths: int = 0
     restart_at: float = 0.0
-    restarts: int = 0
-    pids: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -149,12 +147,9 @@ class Supervisor:
         process.start()
         slot.process = process
         slot.started = time.monotonic()
-        slot.pids.append(process.pid or 0)
         log.info("worker %d started (pid %s)", slot.index, process.pid)
 
-    def _exited(self, slot: Slot) -> None:
-        process = slot.process
-        assert process is not None
+    def _exited(self, slot: Slot, process: BaseProcess) -> None:
         code = process.exitcode
         slot.process = None
         with contextlib.suppress(OSError):
@@ -169,7 +164,6 @@ class Supervisor:
             slot.quick_deaths = 0
         delay = 0.0 if slot.quick_deaths == 0 else min(MAX_DELAY, 0.5 * 2 ** slot.quick_deaths)
         slot.restart_at = time.monotonic() + delay
-        slot.restarts += 1
         log.warning("worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
                     slot.index, process.pid, how, lived, delay)
 
@@ -186,7 +180,7 @@ class Supervisor:
                 now = time.monotonic()
                 for slot in self.slots:
                     if slot.process is not None and not slot.process.is_alive():
-                        self._exited(slot)
+                        self._exited(slot, slot.process)
                     if slot.process is None and not self.stopping and now >= slot.restart_at:
                         self.start(slot)
         finally:
@@ -200,8 +194,9 @@ class Supervisor:
         self.stopping = True
         live = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for process in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid or 0, signal.SIGTERM)
+            if process.pid is not None:  # (started processes always have one)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.shutdown_timeout + KILL_MARGIN
         for process in live:
             while process.is_alive() and time.monotonic() < deadline and not self.forced:

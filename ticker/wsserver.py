@@ -1,10 +1,13 @@
 """The websocket endpoint `/ws/{channel}`: a uvicorn websocket protocol class.
 
-uvicorn parses HTTP and hands every `Upgrade: websocket` request to this class (`ws=` in its
-Config) on the same port as the Starlette app, replaying the request's bytes. We check the
-handshake ourselves (ticker.wsframes: small, pure, RFC 6455) and then never encode a frame
-per connection: the hub writes the same pre-encoded bytes straight to every transport. That
-is what keeps the fan-out and the connect cost near the raw floor (docs/fanout.md).
+`TickerWebSocket` serves one reader's websocket on the same port as the Starlette app. It
+gets its upgrade request one of two ways: `TickerHttp` (uvicorn's `http=` class) sees the
+first bytes of every connection and hands a `GET /ws/...` upgrade over as it is, or uvicorn's
+own HTTP protocol (`ws=` in its Config) parses some other upgrade and replays its bytes. We
+check the handshake ourselves (ticker.wsframes: small, pure, RFC 6455) and then never encode
+a frame per connection: the hub writes the same pre-encoded bytes straight to every
+transport. That is what keeps the fan-out and the connect cost near the raw floor
+(docs/fanout.md, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 from ticker.protocol import OP_PING, close_frame, frame
 from ticker.wsframes import (
+    MAX_REQUEST,
     OP_BINARY,
     OP_CLOSE,
     OP_PONG,
@@ -41,6 +47,7 @@ INBOUND_LIMIT = 50  # client frames per window before the connection is closed (
 CLOSE_GRACE = 5.0  # seconds a closing peer gets to read our close frame
 AHEAD_RETRIES = 20  # x 0.1 s: how long a cursor from a node that is ahead of us may wait
 OP_PONG_OUT = 0xA
+WS_REQUEST = b"GET /ws/"  # how a reader's upgrade request starts (TickerHttp)
 
 
 def now_ms() -> int:
@@ -52,7 +59,8 @@ class TickerWebSocket(asyncio.Protocol):
 
     __slots__ = (
         "address", "awaiting_pong", "blocked_since", "channel", "closed", "cursor",
-        "inbound", "inbound_since", "reader", "runtime", "server_state", "transport", "write",
+        "inbound", "inbound_since", "pending", "reader", "runtime", "server_state", "transport",
+        "write",
     )
 
     sse = False  # the hub frames our messages as websocket frames
@@ -76,6 +84,7 @@ class TickerWebSocket(asyncio.Protocol):
         self.cursor: str | None = None
         self.inbound = 0
         self.inbound_since = 0.0
+        self.pending = b""  # the start of an upgrade request that came in pieces
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -98,10 +107,10 @@ class TickerWebSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            if self.reader is None:
-                self._handshake(data)
-            else:
+            if self.reader is not None:
                 self._frames(self.reader, data)
+            elif not self.closed:
+                self._request(data)
         except Exception:  # one connection's bug must not leave it half-open
             log.exception("websocket error; closing the connection")
             self.drop(1011, "internal error")
@@ -162,6 +171,22 @@ class TickerWebSocket(asyncio.Protocol):
         self.closed = True
         self.transport.write(error.response())
         self.transport.close()
+
+    def _request(self, data: bytes) -> None:
+        """Gather the upgrade request (it may arrive in pieces), then answer it."""
+        buffer = self.pending + data if self.pending else data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_REQUEST:
+                self._refuse(HandshakeError(400, "Request headers too large."))
+            else:
+                self.pending = buffer
+            return
+        self.pending = b""
+        self._handshake(buffer[:end + 4])
+        rest = buffer[end + 4:]
+        if rest and self.reader is not None and not self.closed:
+            self._frames(self.reader, rest)
 
     def _handshake(self, data: bytes) -> None:
         runtime = self.runtime
@@ -259,3 +284,64 @@ class TickerWebSocket(asyncio.Protocol):
         self._leave()
         self.transport.write(close_frame(code))
         self.transport.close()
+
+
+class TickerHttp(asyncio.Protocol):
+    """uvicorn's `http=` protocol class: a connection's first bytes choose its protocol.
+
+    A request that starts `GET /ws/` and has an `Upgrade` header goes straight to
+    `TickerWebSocket`, bytes as they came. Through uvicorn's httptools protocol the same
+    request would be parsed into an ASGI scope, recognised as an upgrade, re-serialised,
+    replayed to the websocket class and parsed again, and would leave a reference cycle
+    (protocol <-> parser) for the garbage collector: that was about half of the server's CPU
+    per new websocket (docs/performance.md). Everything else, including an upgrade whose first
+    segment is too short to tell, gets uvicorn's own `HttpToolsProtocol`, created and fed
+    exactly as uvicorn would have.
+    """
+
+    __slots__ = ("app_state", "config", "server_state", "transport")
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.server_state.connections.add(self)  # uvicorn's shutdown reaches silent peers
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self.server_state.connections.discard(self)
+        protocol: asyncio.Protocol
+        if data.startswith(WS_REQUEST) and b"\nupgrade:" in data.lower():
+            protocol = TickerWebSocket(self.config, self.server_state, self.app_state)
+        else:
+            protocol = HttpToolsProtocol(config=self.config, server_state=self.server_state,
+                                         app_state=self.app_state)
+        self.transport = None
+        # Switched first: a callback the first bytes cause (pause_writing) reaches the new one.
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.server_state.connections.discard(self)
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping and this peer never sent a byte: close."""
+        if self.transport is not None:
+            self.transport.close()

@@ -254,8 +254,9 @@
     if (source) payload.source = source;
     const link = $('link').value.trim();
     if (link) payload.link = link;
-    const tags = $('tags').value.trim();
-    if (tags) payload.tags = tags;
+    // "Lebanon, Ceasefire" -> ["lebanon", "ceasefire"]: the API takes a list of tags.
+    const tags = $('tags').value.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+    if (tags.length) payload.tags = tags;
     if ($('ttl').value) payload.ttl = Number($('ttl').value);
     const at = $('at').value;
     if (at) {

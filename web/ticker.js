@@ -7,7 +7,9 @@
  *   <script src="https://news.example/static/ticker.js" defer></script>
  *   <breaking-ticker channel="en"></breaking-ticker>
  *
- * Wire protocol: docs/protocol.md (websocket `/ws/{channel}`, resume with `?cursor=`).
+ * Wire protocol: docs/protocol.md (websocket `/ws/{channel}`, resume with `?cursor=`; the
+ * same messages as Server-Sent Events at `/sse/{channel}`). Embedding on another origin, and
+ * the server's TICKER_ALLOWED_ORIGINS: docs/embedding.md.
  *
  * ATTRIBUTES
  *   channel     channel (edition) name                                default "en"
@@ -61,6 +63,8 @@
  *   - If the websocket fails to open 3 times in a row while the page is online: SSE at
  *     /sse/{channel}?cursor=..., and if that fails, polling /api/channels/{channel}/snapshot
  *     every 10 s (with a websocket retry now and then).
+ *   - Each item shows its time of day (<time datetime=...>), formatted with Intl in the
+ *     channel's language (channel_info.lang), like the status texts.
  *   - Pauses on hover, on keyboard focus inside, and with the pause button (WCAG 2.2.2);
  *     prefers-reduced-motion: a still list that the reader can scroll.
  */
@@ -257,6 +261,12 @@
 }
 .text { font-weight: 600; }
 .src { font-weight: 800; }
+/* the item's time of day, in the channel's language, before its box (flash highlight) */
+.time {
+  flex: none; margin-inline-start: var(--ticker-gap, 1.1em);
+  font-size: .8em; font-weight: 600; opacity: .85; font-variant-numeric: tabular-nums;
+}
+.time + .in { margin-inline-start: .15em; }
 .tag {
   flex: none; font-size: .68em; font-weight: 800; letter-spacing: .08em; line-height: 1;
   text-transform: uppercase;
@@ -687,6 +697,20 @@
       return STRINGS[lang] || STRINGS.en;
     }
 
+    /** The item's time of day in the channel's language (its digits, its clock), or ''. */
+    _clock(ts) {
+      const lang = (this._info && this._info.lang) || this._pageLang() || 'en';
+      if (!this._clockFmt || this._clockLang !== lang) {
+        this._clockLang = lang;
+        try {
+          this._clockFmt = new Intl.DateTimeFormat(lang, { hour: 'numeric', minute: '2-digit' });
+        } catch (e) {
+          this._clockFmt = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+        }
+      }
+      return this._clockFmt.format(new Date(ts));
+    }
+
     _applyLabel() {
       const attr = this.getAttribute('label');
       const text = (attr && attr.trim()) || (this._info && this._info.title) || this._t().breaking;
@@ -929,6 +953,12 @@
       li.dataset.urgency = it.urgency;
       if (it.pinned) li.dataset.pinned = '';
       if (it.corrected) li.dataset.corrected = '';
+      if (it.ts > 0 && it.ts < 8.64e15 && typeof Intl === 'object') {
+        const time = el('time', 'time');
+        time.dateTime = new Date(it.ts).toISOString();
+        time.textContent = this._clock(it.ts);
+        li.appendChild(time);
+      }
       const box = el('span', 'in');
       if (it.urgency !== 'breaking') {
         const tag = el('span', 'tag');

@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
 import hashlib
 import json
 import logging
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import parse_qs, unquote
 
 import redis.asyncio as aioredis
 import uvloop
@@ -61,11 +65,39 @@ def item_of(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def snapshot_frame() -> bytes:
+class History:
+    """Every event's (stream ID, encoded JSON), in order: what resume needs and no more."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+        self.fragments: list[bytes] = []
+        self.cursor = "0-0"
+
+    def after(self, cursor: str) -> bytes | None:
+        """The events frame for a client at ``cursor`` (None when the cursor is unusable)."""
+        try:
+            ms, seq = cursor.split("-")
+            key = (int(ms), int(seq))
+        except ValueError:
+            return None
+        start = bisect.bisect_right(self.keys, key)
+        missed = len(self.keys) - start
+        return text_frame(
+            b'{"type":"events","cursor":"%s","now":%d,"missed":%d,"events":[%s]}'
+            % (
+                self.cursor.encode(),
+                int(time.time() * 1000),
+                missed,
+                b",".join(self.fragments[start:]),
+            )
+        )
+
+
+def snapshot_frame(history: History) -> bytes:
     msg = {
         "type": "snapshot",
         "channel": "en",
-        "cursor": "0-0",
+        "cursor": history.cursor,
         "reset": False,
         "now": int(time.time() * 1000),
         "missed": None,
@@ -78,8 +110,11 @@ def snapshot_frame() -> bytes:
 class Conn(asyncio.Protocol):
     """One client: handshake, then kept in ``conns``; inbound frames other than close ignored."""
 
-    def __init__(self, conns: dict[asyncio.Transport, Callable[[bytes], None]]) -> None:
+    def __init__(
+        self, conns: dict[asyncio.Transport, Callable[[bytes], None]], history: History
+    ) -> None:
         self.conns = conns
+        self.history = history
         self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.upgraded = False
@@ -121,18 +156,25 @@ class Conn(asyncio.Protocol):
             self.transport.close()
             return
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        first = None
+        target = lines[0].split(b" ")[1].decode("latin-1")
+        if "?" in target:
+            cursor = parse_qs(target.partition("?")[2]).get("cursor")
+            first = self.history.after(unquote(cursor[0])) if cursor else None
         self.transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
             + accept
             + b"\r\n\r\n"
-            + snapshot_frame()
+            + (first or snapshot_frame(self.history))
         )
         self.upgraded, self.buf = True, b""
         self.conns[self.transport] = self.transport.write
 
 
-async def reader(redis_url: str, conns: dict[asyncio.Transport, Callable[[bytes], None]]) -> None:
+async def reader(
+    redis_url: str, conns: dict[asyncio.Transport, Callable[[bytes], None]], history: History
+) -> None:
     """The one XREAD loop: one pre-encoded frame per batch, ``write`` to every socket."""
     r = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
     last = "$"
@@ -157,16 +199,24 @@ async def reader(redis_url: str, conns: dict[asyncio.Transport, Callable[[bytes]
                 "events": events,
             }
             frame = text_frame(json.dumps(msg, separators=(",", ":")).encode())
+            for (eid, _f), event in zip(entries, events, strict=True):
+                ms, seq = eid.split("-")
+                history.keys.append((int(ms), int(seq)))
+                history.fragments.append(json.dumps(event, separators=(",", ":")).encode())
+            history.cursor = last
             for write in tuple(conns.values()):
                 write(frame)
 
 
 async def serve(host: str, port: int, redis_url: str) -> None:
     conns: dict[asyncio.Transport, Callable[[bytes], None]] = {}
+    history = History()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Conn(conns), host, port, backlog=2048)
+    server = await loop.create_server(
+        lambda: Conn(conns, history), host, port, backlog=8192, reuse_port=True
+    )
     async with server:
-        await reader(redis_url, conns)
+        await reader(redis_url, conns, history)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,9 +225,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis-url", required=True)
+    p.add_argument("--procs", type=int, default=1, help="processes sharing the port")
     args = p.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # The others share our process group: the benchmark's killpg stops them with us.
+    for _ in range(args.procs - 1):
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--host",
+                args.host,
+                "--port",
+                str(args.port),
+                "--redis-url",
+                args.redis_url,
+            ]
+        )
     uvloop.run(serve(args.host, args.port, args.redis_url))
 
 

@@ -49,6 +49,16 @@ TRACK_X = f"""() => {{
   const x = new DOMMatrixReadOnly(getComputedStyle(root.querySelector('.track')).transform).m41;
   return [x, root.querySelector('.run').getBoundingClientRect().width];
 }}"""
+# Every item's <time>: its machine-readable instant, and the clock in `lang`.
+CLOCKS = f"""(lang) => {{
+  const items = new Map({ELEMENT}.items.map((i) => [i.id, i]));
+  const fmt = new Intl.DateTimeFormat(lang, {{ hour: 'numeric', minute: '2-digit' }});
+  const times = [...{ELEMENT}.shadowRoot.querySelectorAll('.run .item')].map((li) => {{
+    const it = items.get(li.dataset.id), t = li.querySelector('time');
+    return t.dateTime === new Date(it.ts).toISOString() && t.textContent === fmt.format(it.ts);
+  }});
+  return times.length > 0 && times.every(Boolean);
+}}"""
 SSE_LIVE = f"() => {ELEMENT}.transport === 'sse' && {ELEMENT}.state === 'live'"
 RUNNING = f"""() => {{
   const root = {ELEMENT}.shadowRoot;
@@ -196,6 +206,10 @@ async def test_the_pause_control_works_by_keyboard_alone_and_hover_pauses_too(
     await page.keyboard.press("Tab")
     assert await drift(page) < -10  # moving again
 
+    assert await page.evaluate(CLOCKS, "en") is True
+    clock = await page.locator("breaking-ticker .run .time").first.inner_text()
+    assert "AM" in clock or "PM" in clock, clock
+
     box = await ticker.bounding_box()
     assert box is not None
     await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -262,6 +276,10 @@ async def arabic(server: Server, redis: Redis, prefix: str, page: Page) -> None:
         ".every((e) => e.tagName === 'BDI')")
     await expect(page.locator("breaking-ticker .toggle")).to_have_accessible_name(
         "إيقاف الشريط مؤقتًا")
+    # Times follow the channel's language (Arabic clock: "٢:٠٥ م" or "2:05 م"), not the page's.
+    assert await page.evaluate(CLOCKS, "ar") is True
+    clock = await page.locator("breaking-ticker .run .time").first.inner_text()
+    assert "م" in clock or "ص" in clock, clock
     await ticker.screenshot(path=shot("widget-ar.png"))
 
 

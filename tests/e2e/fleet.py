@@ -98,6 +98,19 @@ def ticker(directory: Path, name: str, *, port: int | None = None, ready: bool =
         handle.stop()
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on `port` (Linux /proc/net/tcp*): one per ready worker."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
 def worker_pids(proc: Proc) -> dict[int, int]:
     """worker index -> pid of its latest process, from the supervisor's log."""
     found: dict[int, int] = {}

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import websockets
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
@@ -171,6 +172,25 @@ async def test_unknown_channel_is_a_404_and_origins_are_checked(
 
         r = await http.head("/sse/en")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+
+
+async def test_sse_streams_count_against_the_per_address_cap_shared_with_websockets(
+    redis_url: str, prefix: str
+) -> None:
+    settings = make_settings(redis_url, prefix, max_connections_per_ip=2)
+    async with node(settings) as server, \
+            httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
+        ws = await websockets.connect(server.ws())
+        async with http.stream("GET", "/sse/en") as first:
+            await SSEStream(first).message()
+            r = await http.get("/sse/ar")
+            assert r.status_code == 429 and r.json()["error"] == "too_many_connections"
+            await ws.close()
+            await until(lambda: server.runtime.ws_cap.open["127.0.0.1"] == 1)
+            async with http.stream("GET", "/sse/ar") as second:
+                assert second.status_code == 200
+                await SSEStream(second).message()
+        await until(lambda: not server.runtime.ws_cap.open)
 
 
 async def test_an_idle_stream_gets_comment_heartbeats(redis_url: str, prefix: str) -> None:

@@ -14,6 +14,7 @@ from tests.conftest import TIMEOUT
 from tests.e2e.fleet import (
     Proc,
     check_exact,
+    listening_sockets,
     publish_burst,
     start_readers,
     stop_readers,
@@ -43,6 +44,7 @@ async def test_two_workers_share_the_port_and_every_reader_gets_the_same_order(
     key = Keys(prefix).stream("en")
     with ticker(tmp_path, "workers", redis_url=redis_url, key_prefix=prefix, workers=2) as n:
         assert sorted(worker_pids(n)) == [0, 1]
+        await wait_for(lambda: listening_sockets(n.port) == 2, "both workers listening")
         readers = await start_readers(READERS, n.ws)
         try:
             # Both processes hold readers (the kernel spread the connections), and one scrape
@@ -50,7 +52,8 @@ async def test_two_workers_share_the_port_and_every_reader_gets_the_same_order(
             await wait_for(lambda: sum(connections_by_worker(n).values()) == READERS,
                            "both workers' connection counts in /metrics")
             per_worker = connections_by_worker(n)
-            assert set(per_worker) == {"0", "1"} and all(v > 0 for v in per_worker.values())
+            assert set(per_worker) == {"0", "1"} and all(v > 0 for v in per_worker.values()), \
+                (per_worker, n.text())
 
             ids = await publish_burst(redis, key, 200, batch=20)
             await wait_for(lambda: all(r.cursor == ids[-1] for r in readers),
@@ -69,6 +72,7 @@ async def test_a_killed_worker_is_restarted_and_its_readers_lose_nothing(
     key = Keys(prefix).stream("en")
     with ticker(tmp_path, "workers", redis_url=redis_url, key_prefix=prefix, workers=2) as n:
         victim = worker_pids(n)[0]
+        await wait_for(lambda: listening_sockets(n.port) == 2, "both workers listening")
         readers = await start_readers(READERS, n.ws)
         try:
             await wait_for(lambda: all(v > 0 for v in connections_by_worker(n).values())
