@@ -125,6 +125,7 @@ async def single_phase(
     """``--items`` XADDs ``--interval`` apart; latency, last client, CPU per delivery."""
     sent: dict[int, int] = {}
     cpu0 = procs.cpu_seconds(pid)
+    clients0 = workers.cpu_seconds()
     start = time.monotonic()
     for seq in range(args.items):
         await asyncio.sleep(max(0.0, start + seq * args.interval - time.monotonic()))
@@ -132,6 +133,7 @@ async def single_phase(
         await r.xadd(STREAM, bench_fields(seq, sent[seq]))
     replies = await collect(workers, [n * args.items for n in per_worker], args.timeout)
     cpu = procs.cpu_seconds(pid) - cpu0
+    clients_cpu = workers.cpu_seconds() - clients0
     out = deliveries_summary(replies, sent)
     out["missing"] = sum(per_worker) * args.items - out["deliveries"]
     if out.get("last_client_ms_items"):
@@ -139,6 +141,10 @@ async def single_phase(
         out["deliveries_per_s"] = sum(per_worker) / (out["last_client_ms"] / 1000)
     out["cpu_s"] = cpu
     out["cpu_per_delivery_us"] = cpu / out["deliveries"] * 1e6 if out["deliveries"] else None
+    # What the load generator spent receiving (it shares the cores with the server).
+    out["clients_cpu_per_delivery_us"] = (
+        clients_cpu / out["deliveries"] * 1e6 if out["deliveries"] else None
+    )
     return out
 
 
@@ -302,7 +308,7 @@ async def bench_server(
     log = workdir / f"{name}{nprocs}-{first_source}.log"
     server = procs.start_server(name, port, redis_url, args.server_ping_interval, log, nprocs)
     workers = procs.Workers()
-    res: dict[str, Any] = {"server": spec, "clients": clients}
+    res: dict[str, Any] = {"server": spec, "clients": clients, "loadavg": os.getloadavg()}
     nworkers = loadgen_procs(args, clients, nofile)
     try:
         await procs.wait_healthy(port, server, 30)

@@ -213,7 +213,10 @@ def start_server(
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # Its own process group (stopped as one), but the benchmark's session: with the
+            # kernel's autogroup scheduling a new session would be one scheduling entity, so
+            # N server processes would share one process's CPU share against the load-gen.
+            process_group=0,
         )
 
 
@@ -289,6 +292,10 @@ class Workers:
                     limit=1 << 26,
                 )
             )
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the workers have used so far."""
+        return sum(cpu_seconds(p.pid) for p in self.procs)
 
     async def call(self, cmd: dict[str, Any], within: float) -> list[dict[str, Any]]:
         """Send ``cmd`` to every worker; their replies, in worker order."""

@@ -18,6 +18,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("single.last_client_ms", "single item: last client (median of items)", "ms"),
     ("single.deliveries_per_s", "single item: deliveries/s (N / last client)", "1/s"),
     ("single.cpu_per_delivery_us", "single item: server CPU per delivery", "µs"),
+    ("single.clients_cpu_per_delivery_us", "single item: load-gen CPU per delivery", "µs"),
     ("burst.all_ms", "burst of 20 in one pipeline: every client has all", "ms"),
     ("burst.deliveries_per_s", "burst: deliveries/s", "1/s"),
     ("burst.cpu_per_delivery_us", "burst: server CPU per delivery", "µs"),

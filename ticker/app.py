@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -40,24 +41,30 @@ def web_dir() -> Path:
     raise RuntimeError(f"web assets not found beside {here}")
 
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-)
+def content_security_policy(frame_ancestors: str) -> str:
+    """No inline script or style anywhere: every page and the widget load theirs from /static
+    (the widget styles its Shadow DOM with a constructed stylesheet)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; "
+        f"base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
+    )
 
 
 class SecurityHeaders:
     """Adds the security headers to every HTTP response (pure ASGI, no buffering)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, frame_ancestors: str = "'self'") -> None:
         self.app = app
         self.headers = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"strict-origin-when-cross-origin"),
-            (b"content-security-policy", CSP.encode()),
-            (b"x-frame-options", b"SAMEORIGIN"),
+            (b"content-security-policy", content_security_policy(frame_ancestors).encode()),
         ]
+        # The legacy header can only say "same origin" or "nobody"; CSP says the rest.
+        legacy = {"'self'": b"SAMEORIGIN", "'none'": b"DENY"}.get(frame_ancestors.strip())
+        if legacy is not None:
+            self.headers.append((b"x-frame-options", legacy))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,7 +147,12 @@ def create_app(settings: Settings, redis: Redis | None = None,
                 yield {"ticker": runtime}
         finally:
             if redis is None:
-                await client.aclose()
+                # Bounded like the tasks: a connection stuck mid-read must not hold the exit.
+                try:
+                    async with asyncio.timeout(3.0):
+                        await client.aclose()
+                except TimeoutError:
+                    log.warning("Redis connections did not close within 3 s; leaving them")
 
     routes = [
         Route("/", page("index.html"), methods=["GET", "HEAD"]),
@@ -165,6 +177,6 @@ def create_app(settings: Settings, redis: Redis | None = None,
         },
     )
     app.add_middleware(Throttle, rate=settings.rate_limit, burst=settings.rate_burst)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors)
     app.add_middleware(RequestId)  # outermost of ours: its id is on every log line below
     return app

@@ -169,7 +169,9 @@ class EmbeddedRedis:
                               field="TICKER_EMBEDDED_REDIS_PORT")
         args = [
             binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+            # fsync every write: breaking news is low volume, and an acknowledged publish
+            # must survive a crash (docs/reliability.md).
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
             "--save", "", "--daemonize", "no", "--logfile", LOG_NAME,
         ]
         self.process = subprocess.Popen(

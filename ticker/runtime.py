@@ -30,6 +30,8 @@ from ticker.store import Keys, Store
 
 log = logging.getLogger("ticker.runtime")
 
+TASK_STOP_TIMEOUT = 3.0  # seconds the background tasks get to stop at shutdown
+
 
 class Runtime:
     """Everything one server process runs. Build it, then `async with runtime.run():`."""
@@ -86,9 +88,15 @@ class Runtime:
             self.started = False
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Bounded: a Redis call that ignores cancellation (seen with redis-py 8 when
+            # cancelled mid-read) must not hang the shutdown; such a task is left behind.
+            done, stuck = await asyncio.wait(tasks, timeout=TASK_STOP_TIMEOUT)
+            for task in stuck:
+                log.warning("task %s did not stop within %.0f s; leaving it",
+                            task.get_name(), TASK_STOP_TIMEOUT)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("task %s had failed: %r", task.get_name(), task.exception())
             await self._final_flush()
 
     async def _await_bootstrap(self, limit: float = 5.0) -> None:

@@ -12,6 +12,7 @@ the background tasks and flushes reach counts and dead letters (at most 2 s more
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -50,7 +51,24 @@ def redis_for_serving(settings: Settings) -> Iterator[Settings]:
 
 class TickerServer(uvicorn.Server):
     """uvicorn's server, with the drain step (module docstring) between closing the listeners
-    and uvicorn's own connection shutdown."""
+    and uvicorn's own connection shutdown; when it owns the process, the heap is frozen once
+    started."""
+
+    owns_process = False
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """`ticker serve` and each worker: this server is the process (tests embed `serve()`
+        in their own event loop instead)."""
+        self.owns_process = True
+        super().run(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.owns_process:
+            # What is alive now (modules, the app, the folded streams) lives as long as the
+            # process: the cyclic GC need not rescan it in every full collection while
+            # readers connect (docs/performance.md).
+            gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in getattr(self, "servers", ()):
@@ -77,6 +95,9 @@ def uvicorn_config(settings: Settings, worker: Worker | None = None,
         "backlog": 8192,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "server_header": False,
+        # uvicorn's access line carries the query string (a token someone put in a URL);
+        # ticker.requestid logs each request by path, with its request id, instead.
+        "access_log": False,
         # Only these peers may set the client address and scheme (X-Forwarded-For/-Proto):
         # the desk's per-address login limit and its Secure cookie depend on them.
         "proxy_headers": bool(settings.trusted_proxies),

@@ -114,6 +114,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("slow_timeout", float, 30.0,
             "seconds a slow websocket may stay blocked before it is closed"),
     Setting("max_body", int, 16 * 1024, "largest accepted HTTP request body, in bytes"),
+    Setting("frame_ancestors", str, "'self'",
+            "who may frame our pages (CSP frame-ancestors), e.g. \"'self' https://news.example\""),
     Setting("max_connections_per_ip", int, 1000,
             "open websockets and SSE streams per client address (0: no cap; mind carrier NAT)"),
     Setting("rate_limit", float, 20.0,
@@ -167,6 +169,7 @@ class Settings:
     socket_sndbuf: int = 0
     slow_timeout: float = 30.0
     max_body: int = 16 * 1024
+    frame_ancestors: str = "'self'"
     max_connections_per_ip: int = 1000
     rate_limit: float = 20.0
     rate_burst: int = 100
@@ -274,6 +277,10 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"TICKER_TRUSTED_PROXIES: {proxy!r} is not an address or "
                                   "network", field="TICKER_TRUSTED_PROXIES") from None
+        if not re.fullmatch(r"[A-Za-z0-9'*:/.\- ]{1,500}", self.frame_ancestors):
+            raise ConfigError("TICKER_FRAME_ANCESTORS: CSP sources such as 'self', 'none' or "
+                              "https://news.example, separated by spaces",
+                              field="TICKER_FRAME_ANCESTORS")
         if self.max_connections_per_ip < 0 or self.rate_limit < 0 or self.rate_burst < 1:
             raise ConfigError("TICKER_MAX_CONNECTIONS_PER_IP and TICKER_RATE_LIMIT must be >= 0, "
                               "TICKER_RATE_BURST >= 1", field="TICKER_RATE_LIMIT")

@@ -59,7 +59,8 @@ BACKLOG = 8192
 
 def listen_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
     """A TCP socket bound to (host, port) with SO_REUSEPORT; listening unless `listen=False`
-    (the supervisor's reservation). Raises ConfigError naming the setting when it cannot."""
+    (the supervisor's reservation; a worker's socket, which uvicorn makes listen once the
+    app has started). Raises ConfigError naming the setting when it cannot."""
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -71,9 +72,9 @@ def listen_socket(host: str, port: int, *, listen: bool = True) -> socket.socket
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
+        sock.setblocking(False)
         if listen:
             sock.listen(BACKLOG)
-            sock.setblocking(False)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
@@ -102,7 +103,9 @@ def worker_main(settings: Settings, index: int, shared_dir: str, parent: int) ->
 
     # uvicorn re-raises the signal that stopped it; this turns that into a clean exit 0.
     signal.signal(signal.SIGTERM, _exit)
-    sock = listen_socket(settings.host, settings.port)
+    # Bound now, listening only once the app has started (uvicorn calls listen): until then
+    # the kernel gives new connections to the other workers, not to a queue nobody serves.
+    sock = listen_socket(settings.host, settings.port, listen=False)
     server = TickerServer(uvicorn_config(settings, worker=Worker(index, Path(shared_dir))))
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         server.run(sockets=[sock])

@@ -289,14 +289,15 @@ class TickerWebSocket(asyncio.Protocol):
 class TickerHttp(asyncio.Protocol):
     """uvicorn's `http=` protocol class: a connection's first bytes choose its protocol.
 
-    A request that starts `GET /ws/` and has an `Upgrade` header goes straight to
-    `TickerWebSocket`, bytes as they came. Through uvicorn's httptools protocol the same
-    request would be parsed into an ASGI scope, recognised as an upgrade, re-serialised,
-    replayed to the websocket class and parsed again, and would leave a reference cycle
-    (protocol <-> parser) for the garbage collector: that was about half of the server's CPU
-    per new websocket (docs/performance.md). Everything else, including an upgrade whose first
-    segment is too short to tell, gets uvicorn's own `HttpToolsProtocol`, created and fed
-    exactly as uvicorn would have.
+    A request that starts `GET /ws/` and has an `Upgrade` header goes straight to the
+    websocket class (`TickerWebSocket`, uvicorn's `ws=`), bytes as they came. Through
+    uvicorn's httptools protocol the same request would be parsed into an ASGI scope,
+    recognised as an upgrade, re-serialised, replayed to the websocket class and parsed
+    again, and would leave a reference cycle (protocol <-> parser) for the garbage collector:
+    that was about half of the server's CPU per new websocket (docs/performance.md).
+    Everything else, including an upgrade whose first segment is too short to tell, gets
+    uvicorn's own `HttpToolsProtocol`, created and fed exactly as uvicorn would have; with
+    websockets off (`ws="none"`) every request does.
     """
 
     __slots__ = ("app_state", "config", "server_state", "transport")
@@ -323,8 +324,11 @@ class TickerHttp(asyncio.Protocol):
             return
         self.server_state.connections.discard(self)
         protocol: asyncio.Protocol
-        if data.startswith(WS_REQUEST) and b"\nupgrade:" in data.lower():
-            protocol = TickerWebSocket(self.config, self.server_state, self.app_state)
+        upgrade = self.config.ws_protocol_class  # None: websockets are off (`ws="none"`)
+        if upgrade is not None and data.startswith(WS_REQUEST) \
+                and b"\nupgrade:" in data.lower():
+            protocol = upgrade(config=self.config, server_state=self.server_state,
+                               app_state=self.app_state)
         else:
             protocol = HttpToolsProtocol(config=self.config, server_state=self.server_state,
                                          app_state=self.app_state)

@@ -1,0 +1,168 @@
+"""How a connection reaches the websocket endpoint: ticker.wsserver.TickerHttp.
+
+A `GET /ws/...` upgrade skips uvicorn's HTTP parser and goes straight to TickerWebSocket;
+everything else (and an upgrade whose first segment is too short to tell) goes through
+uvicorn as before. Either way the reader gets the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+
+import httpx
+import pytest
+
+from tests.conftest import TIMEOUT, Server, make_settings, running_server
+from tests.e2e.ticker_node import node
+from tests.test_wsframes import client_frame
+
+REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+ACCEPT = b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+async def connected(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def read_until(sock: socket.socket, buffer: bytearray, n: int) -> None:
+    loop = asyncio.get_running_loop()
+    while len(buffer) < n:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
+        if not chunk:
+            raise ConnectionError(f"closed after {bytes(buffer)!r}")
+        buffer += chunk
+
+
+async def response_head(sock: socket.socket, buffer: bytearray) -> bytes:
+    loop = asyncio.get_running_loop()
+    while b"\r\n\r\n" not in buffer:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
+        if not chunk:
+            raise ConnectionError(f"closed after {bytes(buffer)!r}")
+        buffer += chunk
+    end = buffer.index(b"\r\n\r\n") + 4
+    head = bytes(buffer[:end])
+    del buffer[:end]
+    return head
+
+
+async def server_frame(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
+    """One unfragmented server frame (the hub never fragments)."""
+    await read_until(sock, buffer, 2)
+    n, head = buffer[1] & 0x7F, 2
+    if n == 126:
+        await read_until(sock, buffer, 4)
+        n, head = struct.unpack("!H", buffer[2:4])[0], 4
+    await read_until(sock, buffer, head + n)
+    opcode, payload = buffer[0] & 0x0F, bytes(buffer[head:head + n])
+    del buffer[:head + n]
+    return opcode, payload
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        [6],  # "GET /w": too short to tell, so uvicorn parses it and replays it to us
+        [REQUEST.index(b"Connection:")],  # the Upgrade header came, the request is not whole
+        [REQUEST.index(b"Upgrade:")],  # no Upgrade header yet: uvicorn's path
+        [20, 60, 100, len(REQUEST) - 1],  # in many pieces
+        [],  # in one piece, the common case
+    ],
+)
+async def test_an_upgrade_in_any_number_of_pieces_is_answered(
+    server: Server, cut: list[int]
+) -> None:
+    sock = await connected(server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        start = 0
+        for end in [*cut, len(REQUEST)]:
+            await loop.sock_sendall(sock, REQUEST[start:end])
+            await asyncio.sleep(0.05)  # a segment of its own
+            start = end
+        buffer = bytearray()
+        head = await response_head(sock, buffer)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert ACCEPT in head
+        opcode, payload = await server_frame(sock, buffer)
+        assert opcode == 0x1
+        snapshot = json.loads(payload)
+        assert (snapshot["type"], snapshot["channel"]) == ("snapshot", "en")
+        assert server.runtime.hub.connections() == 1
+    finally:
+        sock.close()
+
+
+async def test_frames_sent_with_the_request_are_read(server: Server) -> None:
+    sock = await connected(server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_sendall(sock, REQUEST + client_frame(0x9, b"hi"))
+        buffer = bytearray()
+        assert (await response_head(sock, buffer)).startswith(b"HTTP/1.1 101 ")
+        assert (await server_frame(sock, buffer))[0] == 0x1  # the snapshot
+        assert await server_frame(sock, buffer) == (0xA, b"hi")  # the pong
+    finally:
+        sock.close()
+
+
+async def test_an_oversized_request_in_pieces_is_refused(server: Server) -> None:
+    sock = await connected(server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        head = REQUEST.split(b"\r\n\r\n")[0] + b"\r\n"
+        await loop.sock_sendall(sock, head)
+        filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        # Headers that never end, just past the 8 KiB cap (and no further, so the server's
+        # close is not answered with a reset that could race our read).
+        for _ in range(-(-(8192 - len(head)) // len(filler))):
+            await asyncio.sleep(0.01)  # a segment of its own
+            await loop.sock_sendall(sock, filler)
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert server.runtime.hub.connections() == 0
+    finally:
+        sock.close()
+
+
+async def test_a_plain_get_of_a_websocket_path_is_answered_by_the_app(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        response = await http.get("/ws/en")
+    assert response.status_code == 404
+    # The app's answer (its security headers), not the websocket endpoint's 426.
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_silent_connection_is_closed_at_shutdown(redis_url: str, prefix: str) -> None:
+    async with running_server(make_settings(redis_url, prefix)) as server:
+        sock = await connected(server.port)
+        await asyncio.sleep(0.05)
+        await server.stop()
+        loop = asyncio.get_running_loop()
+        try:
+            assert await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT) == b""
+        finally:
+            sock.close()
+
+
+async def test_with_websockets_off_an_upgrade_is_answered_by_the_app(
+    redis_url: str, prefix: str
+) -> None:
+    # ws="none": like behind a proxy that drops websockets; nothing may upgrade.
+    async with node(make_settings(redis_url, prefix), ws="none") as server:
+        sock = await connected(server.port)
+        try:
+            await asyncio.get_running_loop().sock_sendall(sock, REQUEST)
+            head = await response_head(sock, bytearray())
+            assert head.startswith(b"HTTP/1.1 404 ")
+            assert b"x-content-type-options: nosniff" in head.lower()
+        finally:
+            sock.close()
