@@ -335,8 +335,14 @@ async def approve(runtime: Runtime, who: Principal, job: Job, raw: bytes) -> Res
 async def build_state(runtime: Runtime, who: Principal) -> dict[str, Any]:
     jobs = runtime.newsroom.jobs
     scheduled, pending = await jobs.held("scheduled"), await jobs.held("pending")
-    return desk_state(list(runtime.hub.channels.values()), now_ms(),
+    view = desk_state(list(runtime.hub.channels.values()), now_ms(),
                       {"name": who.name, "role": who.user.role}, scheduled, pending)
+    # Reach: how many screens each item was written to, summed over every node.
+    for channel in view["channels"]:
+        totals = await runtime.reach.totals(channel["name"], [i["id"] for i in channel["items"]])
+        for item in channel["items"]:
+            item["reach"] = totals.get(item["id"], 0)
+    return view
 
 
 async def state(request: Request) -> Response:

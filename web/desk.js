@@ -389,7 +389,7 @@
 
   function signature(it) {
     return JSON.stringify([it.text, it.source, it.urgency, it.link, it.version, it.corrected,
-      it.pinned, it.status, it.by, it.expires, it.tags]);
+      it.pinned, it.status, it.by, it.expires, it.tags, it.reach]);
   }
 
   function itemRow(channel, it) {
@@ -428,6 +428,11 @@
     exp.dataset.until = String(it.expires);
     const when = el('span', 'at', 'on air since ' + clock(it.ts));
     facts.append(by, age, exp, when);
+    if (typeof it.reach === 'number') {
+      // Connections the item was written to, over every node (flushed each second).
+      const reach = el('span', 'reach', 'reached ' + it.reach.toLocaleString() + ' screens');
+      facts.append(reach);
+    }
     if (it.link) {
       const a = el('a', 'story', 'story link');
       a.href = it.link;

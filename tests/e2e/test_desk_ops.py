@@ -333,3 +333,28 @@ async def test_the_live_feed_sends_state_on_every_change_and_stops_when_signed_o
         assert (await other.get("/desk/api/events")).status_code == 401
     finally:
         await other.aclose()
+
+
+async def test_the_desk_shows_each_items_reach(server: Server, alice: Desk) -> None:
+    readers = [await websockets.connect(server.ws("en")) for _ in range(3)]
+    try:
+        for ws in readers:
+            await recv_json(ws)
+        (item,) = await alice.publish("Reach is counted", ["en"])
+        for ws in readers:
+            await recv_json(ws)
+        late = await websockets.connect(server.ws("en"))  # gets it in its snapshot
+        readers.append(late)
+        await recv_json(late)
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # nodes flush their counts to Redis every second
+            state = (await alice.http.get("/desk/api/state")).json()
+            en = next(c for c in state["channels"] if c["name"] == "en")
+            reach = next(i["reach"] for i in en["items"] if i["id"] == item)
+            if reach == 4 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert reach == 4
+    finally:
+        for ws in readers:
+            await ws.close()
