@@ -45,6 +45,7 @@ MAX_INBOUND = 1024  # bytes per client message: readers send nothing but tiny co
 INBOUND_WINDOW = 10.0  # seconds
 INBOUND_LIMIT = 50  # client frames per window before the connection is closed (1008)
 CLOSE_GRACE = 5.0  # seconds a closing peer gets to read our close frame
+HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection gets to send its whole request
 AHEAD_RETRIES = 20  # x 0.1 s: how long a cursor from a node that is ahead of us may wait
 OP_PONG_OUT = 0xA
 WS_REQUEST = b"GET /ws/"  # how a reader's upgrade request starts (TickerHttp)
@@ -94,6 +95,8 @@ class TickerWebSocket(asyncio.Protocol):
         self.transport = transport
         self.write = transport.write
         self.server_state.connections.add(self)
+        # A peer that never finishes its upgrade request must not hold a socket forever.
+        asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_deadline)
         runtime = self.runtime
         if runtime is not None:
             limit = runtime.settings.client_buffer
@@ -104,6 +107,11 @@ class TickerWebSocket(asyncio.Protocol):
                 sock = transport.get_extra_info("socket")
                 if sock is not None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+
+    def _handshake_deadline(self) -> None:
+        if self.reader is None and not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -317,6 +325,15 @@ class TickerHttp(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.server_state.connections.add(self)  # uvicorn's shutdown reaches silent peers
+        # A peer that connects and says nothing is closed (uvicorn's keep-alive timeout
+        # only starts once a protocol of its own has the connection).
+        asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._silent_deadline)
+
+    def _silent_deadline(self) -> None:
+        if self.transport is not None:
+            self.server_state.connections.discard(self)
+            self.transport.close()
+            self.transport = None
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport

@@ -128,3 +128,27 @@ async def test_http_requests_per_address_are_rate_limited(redis_url: str, prefix
         assert probes == [200] * 20
         await asyncio.sleep(0.5)  # 5/s refills a couple of tokens
         assert (await http.get("/api/channels")).status_code == 200
+
+
+async def test_silent_and_half_sent_connections_are_closed(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ticker import wsserver
+
+    monkeypatch.setattr(wsserver, "HANDSHAKE_TIMEOUT", 0.5)
+    loop = asyncio.get_running_loop()
+    partial = (b"GET /ws/en HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\n")  # never finished
+    for first in (b"", partial):
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", server.port))
+            if first:
+                await loop.sock_sendall(sock, first)
+            t0 = loop.time()
+            try:
+                closed = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
+            except ConnectionResetError:
+                closed = b""
+            assert closed == b""
+            assert loop.time() - t0 < 3
