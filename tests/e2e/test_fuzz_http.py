@@ -19,7 +19,8 @@ def schemathesis_command() -> list[str]:
     return [found]
 
 
-async def test_api_survives_schemathesis(redis_url: str, prefix: str, token: str) -> None:
+async def test_api_survives_schemathesis(redis_url: str, prefix: str, token: str,
+                                         tmp_path: Path) -> None:
     settings = make_settings(redis_url, prefix)  # rate limit off: we want the logic, not 429s
     async with running_server(settings) as server:
         proc = await asyncio.create_subprocess_exec(
@@ -29,7 +30,8 @@ async def test_api_survives_schemathesis(redis_url: str, prefix: str, token: str
             # overrides...), so a schema-valid body may rightly get a 422.
             "--exclude-checks", "positive_data_acceptance",
             "--max-examples", "40", "--seed", "7", "--no-color",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path)  # its cache directory goes there, not into the checkout
         out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT * 18)
         report = out.decode(errors="replace")
         assert proc.returncode == 0, report[-6000:]
