@@ -35,6 +35,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -397,7 +398,11 @@ def machine() -> dict[str, Any]:
         mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     except (OSError, ValueError, IndexError):
         mem_kib = 0
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
     return {
+        "tree": (rev.stdout.strip() or "?") + " + working tree",
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "mem_gib": round(mem_kib / 2**20, 1),

@@ -1,9 +1,16 @@
-"""Figures of the fan-out benchmark: percentiles, medians over rounds, ratios, the table."""
+"""Figures of the fan-out benchmark: percentiles, medians over rounds, ratios, the table.
+
+``python benchmarks/report.py RESULT.json`` prints the tables and the targets of a stored run
+again (the targets re-checked with this file's rules).
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import sys
+from pathlib import Path
 from typing import Any
 
 # (key in a server's result, label, unit); lower is better except for rates.
@@ -177,7 +184,7 @@ def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
                     unit="µs",
                 )
             )
-            if int(scale) >= 10000:
+            if int(scale) == 10000:  # the burst target is at 10,000 clients
                 out.append(
                     _target(
                         f"{spec}: burst of 20 (one pipeline), first XADD to all",
@@ -268,3 +275,20 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
             f"| {int(t['clients']):,} | {t['target']} | {fmt(fig)}{t['unit']} | {limit} | {met} |"
         )
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the tables and targets of the result files named on the command line."""
+    for name in argv if argv is not None else sys.argv[1:]:
+        result = json.loads(Path(name).read_text())
+        for clients, scale in result["scales"].items():
+            print(f"\n### {int(clients):,} clients\n")
+            print(table(scale["summary"], scale["ratios"]))
+            for spec, why in scale["skipped"].items():
+                print(f"\n{spec} skipped: {why}")
+        print("\n### Targets (issue 7)\n")
+        print(targets_table(targets(result["scales"])))
+
+
+if __name__ == "__main__":
+    main()

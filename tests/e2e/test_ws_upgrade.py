@@ -166,3 +166,24 @@ async def test_with_websockets_off_an_upgrade_is_answered_by_the_app(
             assert b"x-content-type-options: nosniff" in head.lower()
         finally:
             sock.close()
+
+
+async def test_a_finished_handshake_holds_no_timer(server: Server) -> None:
+    # The handshake deadline is armed only while a request is incomplete, and cancelled when
+    # it completes: 10,000 readers must not carry 10,000 live timers (docs/performance.md).
+    loop = asyncio.get_running_loop()
+    whole, pieces = await connected(server.port), await connected(server.port)
+    try:
+        await loop.sock_sendall(whole, REQUEST)
+        await loop.sock_sendall(pieces, REQUEST[:60])
+        await asyncio.sleep(0.05)
+        await loop.sock_sendall(pieces, REQUEST[60:])
+        for sock in (whole, pieces):
+            buffer = bytearray()
+            assert (await response_head(sock, buffer)).startswith(b"HTTP/1.1 101 ")
+        subscribers = list(server.runtime.hub.channels["en"].writers)
+        assert len(subscribers) == 2
+        assert all(getattr(conn, "deadline", "missing") is None for conn in subscribers)
+    finally:
+        whole.close()
+        pieces.close()
