@@ -127,10 +127,13 @@ class Server:
         await asyncio.wait_for(self.task, TIMEOUT * 2)
 
 
-@contextlib.asynccontextmanager
-async def running_server(settings: Settings, wait_ready: bool = True) -> AsyncIterator[Server]:
-    config = uvicorn_config(settings.with_(port=0), timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
+async def start_server(settings: Settings, port: int = 0, *, wait_ready: bool = True,
+                       server_class: type[uvicorn.Server] = uvicorn.Server,
+                       **extra: Any) -> Server:
+    """Start uvicorn with our app on 127.0.0.1:`port` (0: a free one), in this event loop."""
+    options: dict[str, Any] = {"timeout_graceful_shutdown": 2}
+    options.update(extra)
+    server = server_class(uvicorn_config(settings.with_(port=port), **options))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + TIMEOUT
@@ -141,13 +144,20 @@ async def running_server(settings: Settings, wait_ready: bool = True) -> AsyncIt
         if time.monotonic() > deadline:
             raise TimeoutError("uvicorn did not start")
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    handle = Server(settings, server, task, port)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    handle = Server(settings, server, task, bound)
     if wait_ready:
         while not handle.runtime.reader.ready:
             if time.monotonic() > deadline:
                 raise TimeoutError("reader not ready")
             await asyncio.sleep(0.01)
+    return handle
+
+
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings, wait_ready: bool = True) -> AsyncIterator[Server]:
+    handle = await start_server(settings, wait_ready=wait_ready)
+    task = handle.task
     try:
         yield handle
     finally:
