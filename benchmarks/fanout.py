@@ -17,7 +17,11 @@ redis-server, with the clients spread over load-gen worker processes (``loadgen.
   last XADD until every client has them all, server CPU / deliveries, frames per client;
 - a reconnect storm: every client drops its connection at once (RST), ``--storm-items`` are
   published meanwhile, every client reconnects with ``?cursor=`` its last cursor; the time
-  until every client has every missed item, server CPU per reconnection, what was lost.
+  until every client has every missed item, server CPU per reconnection, what was lost;
+- stalled readers (``--phases stall``, issue 8): ``--stall-fraction`` of the clients stop
+  reading; the healthy clients' latency for ``--stall-items`` single items before and while
+  they are stalled, server RSS before, once the stalled are full and at the end, and whether
+  each stalled client, reading again, gets every item it missed in order.
 
 Server CPU is the run time of every thread of the server's process tree. All servers run in
 the same invocation, one after another (``--rounds`` interleaves repeats), so ratios compare
@@ -269,6 +273,155 @@ async def storm_phase(
     return out
 
 
+# Pads a fill item to ~1.1 KB, so the stalled readers' buffers fill in a few bursts.
+STALL_LINK = "https://example.com/" + "x" * 1000
+
+
+async def timed_items(
+    r: aioredis.Redis,
+    workers: procs.Workers,
+    expected: list[int],
+    seqs: range,
+    interval: float,
+    wait_s: float,
+) -> dict[str, Any]:
+    """Publish one bench item per seq, ``interval`` apart; ``expected[i]`` clients of worker
+    ``i`` should get each. Latency and last-client figures over those deliveries."""
+    sent: dict[int, int] = {}
+    start = time.monotonic()
+    for k, seq in enumerate(seqs):
+        await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
+        sent[seq] = time.time_ns()
+        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
+    replies = await collect(workers, [n * len(seqs) for n in expected], wait_s)
+    out = deliveries_summary(replies, sent)
+    out["missing"] = sum(expected) * len(seqs) - out["deliveries"]
+    if out.get("last_client_ms_items"):
+        out["last_client_ms"] = statistics.median(out["last_client_ms_items"])
+    out.pop("last_ns", None)
+    return out
+
+
+async def blocked_readers(port: int) -> int | None:
+    """``ticker_blocked_connections`` summed over channels and workers (None: no figure)."""
+    def scrape() -> int | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as res:
+                text = res.read().decode()
+        except OSError:
+            return None
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("ticker_blocked_connections{")]
+        return int(sum(values)) if values else None
+
+    return await asyncio.to_thread(scrape)
+
+
+def tcp_mem_kib() -> int:
+    """The kernel's TCP socket memory (every socket on the machine), /proc/net/sockstat."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    return 0
+
+
+async def stall_phase(
+    r: aioredis.Redis,
+    workers: procs.Workers,
+    pid: int,
+    port: int,
+    per_worker: list[int],
+    args: argparse.Namespace,
+    measures_blocked: bool,
+) -> dict[str, Any]:
+    """1% of the clients stop reading (issue 8). In order: ``--stall-items`` single items to
+    everyone (before); ``--stall-fraction`` of the clients stop reading; padded bursts
+    until the server has set every stalled reader aside (ticker's /metrics; a fixed number
+    of bursts for servers without that figure); the same single items again (during); RSS
+    at each step; then the stalled clients read again and each must get every item it
+    missed, in order (or a reset snapshot)."""
+    total = round(sum(per_worker) * args.stall_fraction)
+    counts = [total * (i + 1) // len(per_worker) - total * i // len(per_worker)
+              for i in range(len(per_worker))]
+    await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
+    base = 600_000
+    k = args.stall_items
+    before = await timed_items(r, workers, per_worker, range(base, base + k), args.interval,
+                               args.timeout)
+    rss0, tcp0 = procs.rss_kib(pid), tcp_mem_kib()
+    replies = await workers.call_each(
+        [{"cmd": "stall", "count": c, "rcvbuf": args.stall_rcvbuf} for c in counts], 60)
+    stalled = [x["stalled"] for x in replies]
+    healthy = [n - s for n, s in zip(per_worker, stalled, strict=True)]
+    # Fill: padded bursts until every stalled reader is set aside.
+    seqs: list[int] = []
+    blocked: int | None = None
+    t0 = time.monotonic()
+    for b in range(args.stall_fill_max):
+        burst = range(base + 1000 + b * args.stall_burst, base + 1000 + (b + 1) * args.stall_burst)
+        async with r.pipeline(transaction=False) as pipe:
+            for seq in burst:
+                fields = bench_fields(seq, time.time_ns()) | {"link": STALL_LINK}
+                pipe.xadd(STREAM, fields)
+            await pipe.execute()
+        seqs.extend(burst)
+        got = await collect(workers, [n * len(burst) for n in healthy], args.timeout)
+        delivered = sum(len(rec["lat_us"]) for x in got for rec in x["items"].values())
+        if delivered < sum(healthy) * len(burst):
+            raise RuntimeError(f"fill burst {b}: {delivered} of {sum(healthy) * len(burst)} "
+                               "deliveries to the healthy clients")
+        await asyncio.sleep(0.2)
+        if measures_blocked:
+            blocked = await blocked_readers(port)
+            if blocked is not None and blocked >= sum(stalled):
+                break
+        elif b + 1 >= args.stall_fill:
+            break
+    fill_s = time.monotonic() - t0
+    rss1, tcp1 = procs.rss_kib(pid), tcp_mem_kib()
+    during = await timed_items(r, workers, healthy, range(base + 500, base + 500 + k),
+                               args.interval, args.timeout)
+    seqs.extend(range(base + 500, base + 500 + k))
+    rss2, tcp2 = procs.rss_kib(pid), tcp_mem_kib()
+    blocked_end = await blocked_readers(port) if measures_blocked else None
+    # The stalled clients read again: each must get every item since it stalled, in order.
+    t1 = time.monotonic()
+    await workers.call({"cmd": "unstall"}, 60)
+    await collect(workers, [n * len(seqs) for n in stalled], args.timeout)
+    caught_up_s = time.monotonic() - t1
+    reports = await workers.call({"cmd": "stalled"}, 60)
+    got = [c for x in reports for c in x["seqs"]]
+    exact = sum(1 for c in got if c == seqs)
+    out: dict[str, Any] = {
+        "clients": sum(per_worker),
+        "stalled": sum(stalled),
+        "fill_items": len(seqs) - k,
+        "fill_s": fill_s,
+        "blocked": blocked,
+        "blocked_at_end": blocked_end,
+        "before": before,
+        "during": during,
+        "rss_kib": [rss0, rss1, rss2],
+        "rss_fill_kib": rss1 - rss0,
+        "rss_during_kib": rss2 - rss1,
+        "tcp_mem_kib": [tcp0, tcp1, tcp2],
+        "caught_up_ms": caught_up_s * 1000,
+        "exact": exact,
+        "resets": sum(x["resets"] for x in reports),
+        "still_open": sum(x["open"] for x in reports),
+        "missing": sum(len(seqs) - len(set(c) & set(seqs)) for c in got),
+    }
+    for key in ("lat_p50_ms", "lat_p99_ms", "last_client_ms"):
+        out[f"before_{key}"] = before.get(key)
+        out[f"during_{key}"] = during.get(key)
+        if before.get(key) and during.get(key) is not None:
+            out[f"during_vs_before_{key}"] = during[key] / before[key]
+    return out
+
+
 def addresses_per_worker(clients: int, nprocs: int, per_address: int) -> int:
     """Source addresses each worker spreads its clients over (``per_address`` at most)."""
     share = -(-clients // nprocs)
@@ -307,7 +460,8 @@ async def bench_server(
     await r.flushall()
     port = procs.free_port()
     log = workdir / f"{name}{nprocs}-{first_source}.log"
-    server = procs.start_server(name, port, redis_url, args.server_ping_interval, log, nprocs)
+    server = procs.start_server(name, port, redis_url, args.server_ping_interval, log, nprocs,
+                                args.server_env if name == "ticker" else {})
     workers = procs.Workers()
     res: dict[str, Any] = {"server": spec, "clients": clients, "loadavg": os.getloadavg()}
     nworkers = loadgen_procs(args, clients, nofile)
@@ -365,6 +519,10 @@ async def bench_server(
                 res["storm"] = await storm_phase(
                     r, workers, server.pid, per_worker, args, name in RESUMES
                 )
+            elif phase == "stall":
+                res["stall"] = await stall_phase(
+                    r, workers, server.pid, port, per_worker, args, name == "ticker"
+                )
             print(f"  {spec}: {phase} done", file=sys.stderr)
     except (RuntimeError, TimeoutError, OSError) as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
@@ -379,7 +537,7 @@ async def bench_server(
 
 def strip(result: dict[str, Any]) -> dict[str, Any]:
     """Drop the per-seq receive timestamps (internal) before writing JSON."""
-    for phase in ("single", "burst", "spread", "storm"):
+    for phase in ("single", "burst", "spread", "storm", "stall"):
         part = result.get(phase) or {}
         part.pop("last_ns", None)
         for run in part.get("runs", []):
@@ -492,7 +650,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--phases",
         default="single,burst,spread,storm",
-        help="comma-separated, of single, burst, spread, storm (connect is always measured)",
+        help="comma-separated, of single, burst, spread, storm, stall (connect is always "
+        "measured)",
     )
     p.add_argument("--items", type=int, default=20, help="single items to publish")
     p.add_argument("--interval", type=float, default=0.6, help="seconds between single items")
@@ -504,6 +663,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--storm-concurrency", type=int, default=250, help="reconnects in flight per worker"
     )
+    p.add_argument("--stall-fraction", type=float, default=0.01, help="clients that stall")
+    p.add_argument("--stall-items", type=int, default=20,
+                   help="single items before and while they are stalled (--interval apart)")
+    p.add_argument("--stall-burst", type=int, default=10, help="padded items per fill burst")
+    p.add_argument("--stall-rcvbuf", type=int, default=0,
+                   help="shrink a stalled client's receive buffer to this (0: the kernel's; "
+                   "on loopback a tiny one leaves the catch-up to zero-window probes)")
+    p.add_argument("--stall-fill", type=int, default=8,
+                   help="fill bursts for servers that do not report blocked readers")
+    p.add_argument("--stall-fill-max", type=int, default=40,
+                   help="at most this many fill bursts waiting for ticker to block them all")
+    p.add_argument("--server-env", action="append", default=[], metavar="TICKER_X=V",
+                   help="environment for the ticker servers (repeatable), e.g. "
+                   "TICKER_SOCKET_SNDBUF=8192")
     p.add_argument("--rounds", type=int, default=1, help="repeat all servers, take medians")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for deliveries")
     p.add_argument("--connect-timeout", type=float, default=300)
@@ -531,8 +704,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error("the naive baseline runs as one process")
     args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     for x in args.phases:
-        if x not in ("single", "burst", "spread", "storm"):
+        if x not in ("single", "burst", "spread", "storm", "stall"):
             p.error(f"unknown phase {x!r}")
+    env: dict[str, str] = {}
+    for item in args.server_env:
+        key, eq, value = item.partition("=")
+        if not eq or not key.startswith("TICKER_"):
+            p.error(f"--server-env wants TICKER_NAME=VALUE, not {item!r}")
+        env[key] = value
+    args.server_env = env
+    if not 0 < args.stall_fraction <= 1:
+        p.error("--stall-fraction is a fraction of the clients, in (0, 1]")
     return args
 
 

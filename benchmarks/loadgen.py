@@ -22,6 +22,14 @@ Control is line-delimited JSON: commands on stdin, one reply line per command on
   ``disconnect`` connects again with ``?cursor=<its last cursor>``; the same reply as
   ``connect`` plus ``"first": {"snapshot"|"events": clients}`` (what the first frame was) and
   ``"missed": {k: clients}`` (the ``missed`` count the server reported)
+- ``{"cmd": "stall", "count": k, "rcvbuf": b}`` → ``k`` clients, evenly spread, stop reading
+  (``pause_reading()``; with ``b`` > 0 their kernel receive buffer shrunk to ``b`` bytes
+  first): phones in a tunnel. Stalled clients record every bench seq they get from then on,
+  in order → ``{"stalled": n}``
+- ``{"cmd": "unstall"}`` → the stalled clients read again (with a normal receive buffer:
+  a tiny window would leave the sender to its zero-window probes) → ``{"resumed": n}``
+- ``{"cmd": "stalled"}`` → what each stalled client got since it stalled: ``{"seqs":
+  [[seq, ...], ...], "resets": n, "open": n}`` (``resets``: clients sent a snapshot)
 - ``{"cmd": "close"}`` → aborts every connection, replies, exits
 """
 
@@ -35,6 +43,7 @@ import hashlib
 import json
 import os
 import resource
+import socket
 import sys
 import time
 from collections import Counter
@@ -133,6 +142,8 @@ class Client(asyncio.Protocol):
         self.upgraded = False
         self.frag_op = 0
         self.frag: list[bytes] = []
+        self.seqs: list[int] | None = None  # bench seqs received, once stalled
+        self.resets = 0  # snapshots received after the first frame
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -204,8 +215,12 @@ class Client(asyncio.Protocol):
             self.first = parsed
             if not self.ready.done():
                 self.ready.set_result(None)
+        elif parsed.kind == "snapshot":
+            self.resets += 1
         if parsed.items:
             self.stats.record(parsed.items, now)
+            if self.seqs is not None:
+                self.seqs.extend(seq for seq, _ in parsed.items)
 
     def send(self, data: bytes) -> None:
         if self.transport and not self.transport.is_closing():
@@ -226,6 +241,7 @@ class Worker:
         self.stats = Stats()
         self.clients: list[Client] = []
         self.dropped: list[Client] = []  # disconnected, to reconnect with their cursors
+        self.stalled: list[Client] = []  # not reading (the ``stall`` command)
         self.sources = args.source.split(",")
         self.request = self.upgrade(args.path)
 
@@ -326,6 +342,36 @@ class Worker:
             "missed": dict(missed),
         }
 
+    def stall(self, count: int, rcvbuf: int) -> dict[str, Any]:
+        """``count`` clients, evenly spread, stop reading, with a small receive buffer."""
+        n = len(self.clients)
+        picked = {i * n // count for i in range(count)} if count and n else set()
+        self.stalled = [c for i, c in enumerate(self.clients) if i in picked and c.transport]
+        for c in self.stalled:
+            assert c.transport is not None
+            sock = c.transport.get_extra_info("socket")
+            if sock is not None and rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            c.transport.pause_reading()
+            c.seqs, c.resets = [], 0
+        return {"stalled": len(self.stalled)}
+
+    def unstall(self) -> dict[str, Any]:
+        for c in self.stalled:
+            if c.transport and not c.transport.is_closing():
+                sock = c.transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                c.transport.resume_reading()
+        return {"resumed": len(self.stalled)}
+
+    def stalled_report(self) -> dict[str, Any]:
+        return {
+            "seqs": [c.seqs or [] for c in self.stalled],
+            "resets": sum(c.resets for c in self.stalled),
+            "open": sum(1 for c in self.stalled if c.transport and not c.transport.is_closing()),
+        }
+
     async def expect(self, deliveries: int, wait_s: float) -> dict[str, Any]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stats.waiter = (deliveries, fut)
@@ -358,6 +404,12 @@ class Worker:
                 reply = self.collect()
             elif cmd["cmd"] == "disconnect":
                 reply = self.disconnect()
+            elif cmd["cmd"] == "stall":
+                reply = self.stall(int(cmd["count"]), int(cmd.get("rcvbuf", 0)))
+            elif cmd["cmd"] == "unstall":
+                reply = self.unstall()
+            elif cmd["cmd"] == "stalled":
+                reply = self.stalled_report()
             elif cmd["cmd"] == "reconnect":
                 reply = await self.reconnect(int(cmd.get("concurrency", self.args.concurrency)))
             else:

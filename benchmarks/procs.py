@@ -201,9 +201,10 @@ def server_command(name: str, port: int, redis_url: str, ping: float, nprocs: in
 
 
 def start_server(
-    name: str, port: int, redis_url: str, ping: float, log: Path, nprocs: int = 1
+    name: str, port: int, redis_url: str, ping: float, log: Path, nprocs: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, TICKER_LOG_LEVEL="warning")
+    env = dict(os.environ, TICKER_LOG_LEVEL="warning", **(extra_env or {}))
     if ping:
         env["TICKER_PING_INTERVAL"] = str(ping)
     with log.open("wb") as out:

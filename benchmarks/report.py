@@ -37,10 +37,23 @@ METRICS: list[tuple[str, str, str]] = [
     ("storm.reconnect_ms", "storm: every client has its first frame", "ms"),
     ("storm.cpu_per_reconnect_us", "storm: server CPU per reconnection", "µs"),
     ("storm.snapshots", "storm: clients sent a snapshot instead of events", ""),
+    ("stall.stalled", "1% stalled: clients that stopped reading", ""),
+    ("stall.blocked", "1% stalled: readers the server set aside", ""),
+    ("stall.before_last_client_ms", "1% stalled: last healthy client, before", "ms"),
+    ("stall.during_last_client_ms", "1% stalled: last healthy client, while stalled", "ms"),
+    ("stall.before_lat_p99_ms", "1% stalled: healthy latency p99, before", "ms"),
+    ("stall.during_lat_p99_ms", "1% stalled: healthy latency p99, while stalled", "ms"),
+    ("stall.during_vs_before_last_client_ms", "1% stalled: last healthy client, during/before",
+     "x"),
+    ("stall.rss_fill_kib", "1% stalled: server RSS growth while they filled", "KiB"),
+    ("stall.rss_during_kib", "1% stalled: server RSS growth once set aside", "KiB"),
+    ("stall.caught_up_ms", "1% stalled: reading again, all caught up", "ms"),
+    ("stall.exact", "1% stalled: got every missed item in order", ""),
     ("single.missing", "single item: deliveries missing", ""),
     ("burst.missing", "burst: deliveries missing", ""),
     ("spread.missing", "20 items over 1 s: deliveries missing", ""),
     ("storm.missing", "storm: deliveries missing", ""),
+    ("stall.missing", "1% stalled: items a stalled client never got", ""),
 ]
 # Counts, not costs: no ratio is shown for them.
 NO_RATIO = {
@@ -50,6 +63,11 @@ NO_RATIO = {
     "spread.missing",
     "storm.missing",
     "storm.snapshots",
+    "stall.stalled",
+    "stall.blocked",
+    "stall.exact",
+    "stall.missing",
+    "stall.during_vs_before_last_client_ms",
 }
 
 
@@ -155,7 +173,8 @@ def _target(
 
 
 def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 7's targets, each checked against figures of one run (``fanout.run``)."""
+    """Issue 7's targets (and issue 8's stalled readers), each checked against figures of one
+    run (``fanout.run``)."""
     out: list[dict[str, Any]] = []
     for scale, sc in scales.items():
         ratio = sc["ratios"]
@@ -239,6 +258,33 @@ def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
                             unit="x",
                         )
                     )
+            if summary[spec].get("stall.stalled"):  # issue 8: 1% of the clients stalled
+                out.append(
+                    _target(
+                        f"{spec}: 1% stalled, last healthy client, during/before",
+                        scale,
+                        summary[spec].get("stall.during_vs_before_last_client_ms"),
+                        1.3,  # "unchanged": within this machine's run-to-run drift
+                        unit="x",
+                    )
+                )
+                out.append(
+                    _target(
+                        f"{spec}: 1% stalled, RSS growth once set aside",
+                        scale,
+                        summary[spec].get("stall.rss_during_kib"),
+                        1024,
+                        unit="KiB",
+                    )
+                )
+                out.append(
+                    _target(
+                        f"{spec}: 1% stalled, items a stalled client never got",
+                        scale,
+                        summary[spec].get("stall.missing"),
+                        0,
+                    )
+                )
             if int(scale) >= 50000:
                 held = summary[spec].get("connected")
                 out.append(

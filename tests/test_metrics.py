@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import Server, make_settings, recv_json, recv_until, running_server
 from tests.e2e.rawws import RawClient
-from ticker.metrics import Family, SharedMetrics, fmt, gauge, render
+from ticker.metrics import DEMAND_WINDOW, Family, SharedMetrics, fmt, gauge, render
 from ticker.store import Keys
 
 
@@ -185,3 +185,14 @@ async def test_redis_errors_are_counted_by_component(prefix: str) -> None:
         assert value(got, "ticker_redis_errors_total", component="reader") >= 1
         assert value(got, "ticker_reader_up") == 0 and value(got, "ticker_ready") == 0
         assert value(got, "ticker_reader_seconds_since_read") == -1  # never read
+
+
+def test_workers_write_their_series_only_while_someone_scrapes(tmp_path: Path) -> None:
+    zero, one = SharedMetrics(tmp_path, 0), SharedMetrics(tmp_path, 1)
+    assert not one.wanted()  # nobody ever scraped: the workers write nothing
+    assert zero.demand() is True  # a first scrape: the others were not writing, wait for them
+    assert one.wanted()
+    assert zero.demand() is False  # scrapes keep coming: their files are fresh
+    scraped = (tmp_path / "scraped").stat().st_mtime
+    assert one.wanted(now=scraped + DEMAND_WINDOW - 1)
+    assert not one.wanted(now=scraped + DEMAND_WINDOW + 1)  # a quiet spell: they stop

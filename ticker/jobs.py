@@ -24,23 +24,27 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ticker import ticks
 from ticker.audit import AUDIT_MAXLEN, Journal
 from ticker.store import Keys
 
 log = logging.getLogger("ticker.jobs")
 
 KINDS: Final = ("scheduled", "pending")
-TICK: Final = 0.25  # seconds between scheduler checks: a scheduled item is at most this late
+# Seconds between the scheduler's looks at Redis when nothing happened on this node. The
+# node that creates or changes a job wakes its own scheduler at once, which then sleeps
+# until the job's time: a job goes out on time from there. The others' polls are the safety
+# net for a node that stops: its jobs then go out at most this late.
+POLL: Final = 5.0
 DUE_BATCH: Final = 50
 LEASE_MS: Final = 30_000  # a claim older than this is finished by another node
-RECOVER_EVERY: Final = 5.0
 
 # KEYS: jobs, scheduled, pending, job-claims, desk-version.
 # ARGV: id, JSON as read, lease deadline (ms).
@@ -163,6 +167,8 @@ class Jobs:
         self._change = redis.register_script(CHANGE)
         self._claim = redis.register_script(CLAIM)
         self._reclaim = redis.register_script(RECLAIM)
+        # Set when this node creates or changes a job: the scheduler looks again at once.
+        self.changed = asyncio.Event()
 
     def _zset(self, kind: str) -> str:
         return self.keys.scheduled if kind == "scheduled" else self.keys.pending
@@ -177,6 +183,7 @@ class Jobs:
         created = await self._create(
             keys=[self.keys.jobs, self._zset(job.kind), self.keys.audit, self.keys.desk_version],
             args=[job.id, job.encode(), self._score(job), AUDIT_MAXLEN, *_flat(audit)])
+        self.changed.set()
         return bool(created)
 
     async def get(self, job_id: str) -> tuple[Job, bytes] | None:
@@ -203,6 +210,7 @@ class Jobs:
                   self.keys.desk_version],
             args=[job.id, raw, b"" if new is None else new.encode(),
                   "" if new is None else new.kind, score, AUDIT_MAXLEN, *_flat(audit)])
+        self.changed.set()
         return bool(done)
 
     async def release(self, job: Job, raw: bytes, audit: dict[str, str | None]
@@ -249,15 +257,15 @@ class Jobs:
             done += 1
         return done
 
-    async def due(self, now: int) -> Sequence[str]:
-        ids: Any = await self.redis.zrangebyscore(self.keys.scheduled, "-inf", now,
-                                                  start=0, num=DUE_BATCH)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
-
-    async def publish_due(self, now: int) -> int:
-        """Publish every scheduled job whose time has come; returns how many this node did."""
-        done = 0
-        for job_id in await self.due(now):
+    async def publish_due(self, now: int) -> int | None:
+        """Publish every scheduled job whose time has come; returns the time (ms) of the next
+        scheduled job (`now` if more are due than one batch), or None if there is none."""
+        upcoming: Any = await self.redis.zrange(self.keys.scheduled, 0, DUE_BATCH - 1,
+                                                withscores=True)
+        for member, score in upcoming:
+            if score > now:
+                return int(score)
+            job_id = member.decode() if isinstance(member, bytes) else str(member)
             found = await self.get(job_id)
             if found is None:
                 continue  # another node claimed it between our two reads
@@ -267,26 +275,27 @@ class Jobs:
                                                 "after": job.text,
                                                 "detail": f"scheduled for {when}"})
             if ids is not None:
-                done += 1
                 log.info("scheduled job %s published to %s as %s", job.id,
                          ",".join(job.channels), ",".join(ids))
-        return done
+        return now if len(upcoming) == DUE_BATCH else None
 
 
-async def run_scheduler(jobs: Jobs, tick: float = TICK) -> None:
-    """Forever: publish due jobs every `tick` seconds. Owned and cancelled by the Runtime."""
+async def run_scheduler(jobs: Jobs, poll: float = POLL) -> None:
+    """Forever: publish jobs when due. Owned and cancelled by the Runtime.
+
+    Sleeps until the earliest scheduled job, a change made on this node, or the next poll
+    (aligned with the process's other ticks, ticker.ticks), whichever comes first."""
     failing = False
-    recovered_at = 0.0
     while True:
         try:
-            await jobs.publish_due(now_ms())
-            if time.monotonic() - recovered_at >= RECOVER_EVERY:
-                recovered_at = time.monotonic()
-                await jobs.recover(now_ms())
+            jobs.changed.clear()  # before reading: a change from here on wakes the next wait
+            next_at = await jobs.publish_due(now_ms())
+            await jobs.recover(now_ms())
             if failing:
                 log.info("scheduler: Redis is back")
             failing = False
-            await asyncio.sleep(tick)
+            within = None if next_at is None else (next_at - now_ms()) / 1000
+            await ticks.tick(poll, jobs.changed, within)
         except asyncio.CancelledError:
             raise
         except RedisError as exc:

@@ -27,11 +27,12 @@ What is exported (every series has a `worker` label, "0" for a single process):
 | `process_*` | | RSS, CPU seconds, open/max fds, start time |
 
 With `ticker serve --workers N` a scrape reaches one worker (the port is shared), so every
-worker writes its own series to a file in a directory the supervisor owns, once a second,
-and whichever worker answers the scrape serves them all, each with its `worker` label (a
-restarted worker's counters restart from zero in their own series, which Prometheus
-handles). `ticker_metrics_age_seconds{worker}` tells how fresh each worker's series are.
-Sum over `worker` (and over nodes: `instance`) in queries.
+worker writes its own series to a file in a directory the supervisor owns, once a second
+while someone scrapes (a scrape in the last `DEMAND_WINDOW` seconds; the first scrape after a
+quiet spell waits one second for them), and whichever worker answers the scrape serves them
+all, each with its `worker` label (a restarted worker's counters restart from zero in their
+own series, which Prometheus handles). `ticker_metrics_age_seconds{worker}` tells how fresh
+each worker's series are. Sum over `worker` (and over nodes: `instance`) in queries.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ticker import ticks
+
 if TYPE_CHECKING:
     from ticker.runtime import Runtime
 
@@ -59,6 +62,8 @@ log = logging.getLogger("ticker.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SNAPSHOT_EVERY = 1.0
+DEMAND = "scraped"  # its mtime: the last scrape
+DEMAND_WINDOW = 300.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE_SIZE = resource.getpagesize()
 STARTED = time.time()
@@ -225,6 +230,24 @@ class SharedMetrics:
     def path(self, index: int) -> Path:
         return self.directory / f"worker-{index}.json"
 
+    def wanted(self, now: float | None = None) -> bool:
+        """Whether someone scraped in the last DEMAND_WINDOW seconds (the series are then
+        written every second; otherwise not at all: an unscraped worker pays nothing)."""
+        try:
+            scraped = (self.directory / DEMAND).stat().st_mtime
+        except OSError:
+            return False
+        return scraped > (time.time() if now is None else now) - DEMAND_WINDOW
+
+    def demand(self) -> bool:
+        """Mark a scrape; True if the other workers were not writing until now."""
+        idle = not self.wanted()
+        try:
+            (self.directory / DEMAND).touch()
+        except OSError as exc:
+            log.warning("metrics demand not marked (%s)", exc)
+        return idle
+
     def write(self, families: Sequence[Family], now: float | None = None) -> None:
         body = {"worker": self.index, "at": time.time() if now is None else now,
                 "families": [f.to_json() for f in families]}
@@ -254,10 +277,11 @@ class SharedMetrics:
         """Write this worker's snapshot every `interval` seconds until cancelled."""
         while True:
             try:
-                self.write(collect(runtime))
+                if self.wanted():
+                    self.write(collect(runtime))
             except OSError as exc:
                 log.warning("metrics snapshot not written (%s)", exc)
-            await asyncio.sleep(interval)
+            await ticks.tick(interval)
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -325,5 +349,10 @@ def exposition(runtime: Runtime) -> str:
 async def endpoint(request: Request) -> Response:
     """GET /metrics."""
     runtime: Runtime = request.state.ticker
+    shared = runtime.shared_metrics
+    if shared is not None and shared.demand():
+        # The other workers write their series only while someone scrapes: give each one
+        # tick (they check once a second) to write a fresh file.
+        await asyncio.sleep(SNAPSHOT_EVERY + 0.2)
     return Response(exposition(runtime), media_type=CONTENT_TYPE,
                     headers={"Cache-Control": "no-store"})

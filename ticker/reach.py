@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ticker import ticks
 from ticker.errors import Unavailable
 from ticker.httpio import HTTPError
 from ticker.hub import Hub
@@ -131,7 +132,7 @@ class Reach:
         next_prune = time.monotonic() + 60.0  # not during startup
         failing = False
         while True:
-            await asyncio.sleep(interval)
+            await ticks.tick(interval)
             try:
                 await self.flush()
                 if time.monotonic() >= next_prune:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ticker import redisconn
+from ticker import redisconn, ticks
 from ticker.hub import Hub, Rejection
 from ticker.limits import ConnectionCap, Proxies
 from ticker.metrics import SharedMetrics, Worker
@@ -142,7 +142,7 @@ class Runtime:
         last_ping = time.monotonic()
         interval = self.settings.ping_interval
         while True:
-            await asyncio.sleep(1.0)
+            await ticks.tick(1.0)
             try:
                 now = time.monotonic()
                 self.hub.sweep_slow(now)

@@ -11,6 +11,7 @@ the background tasks and flushes reach counts and dead letters (at most 2 s more
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -22,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from ticker import ticks
 from ticker.app import create_app
 from ticker.embedded import EmbeddedRedis
 from ticker.metrics import Worker
@@ -55,6 +57,31 @@ class TickerServer(uvicorn.Server):
     started."""
 
     owns_process = False
+    _should_exit = False
+    _exit_wake: asyncio.Event | None = None
+    _exit_loop: asyncio.AbstractEventLoop | None = None
+
+    # uvicorn's main loop wakes ten times a second to look at `should_exit` (a signal
+    # handler or a test sets it); ours sleeps until the next aligned second (the Date header
+    # is refreshed once a second) or until `should_exit` is set (docs/performance.md).
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit_wake is not None and self._exit_loop is not None:
+            # From a signal handler or another thread: wake the loop through its self-pipe.
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._exit_loop.call_soon_threadsafe(self._exit_wake.set)
+
+    async def main_loop(self) -> None:
+        self._exit_loop = asyncio.get_running_loop()
+        self._exit_wake = asyncio.Event()
+        # on_tick(0) refreshes the Date header and answers whether to stop.
+        while not await self.on_tick(0):
+            await ticks.tick(1.0, self._exit_wake)
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         """`ticker serve` and each worker: this server is the process (tests embed `serve()`

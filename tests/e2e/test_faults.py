@@ -29,6 +29,21 @@ async def wait_until(predicate: Any, what: str, timeout: float = TIMEOUT) -> Non
         await asyncio.sleep(0.02)
 
 
+async def wake_up(stuck: RawClient, record: Record, cursor: str, server: Any) -> None:
+    """A reader that stopped reading reads again: what had reached it, up to the server's
+    close, then it reconnects with its last cursor and takes the resume frame."""
+    try:
+        while True:
+            msg = await asyncio.wait_for(stuck.message(), 2)
+            record.take(msg)
+            cursor = msg.get("cursor", cursor)
+    except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+        pass
+    stuck.close()
+    async with websockets.connect(server.ws(cursor=cursor)) as ws:
+        record.take(json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)))
+
+
 async def test_every_acknowledged_publish_survives_redis_kill_9_with_aof(
     tmp_path: Path, prefix: str
 ) -> None:
@@ -85,20 +100,76 @@ async def test_a_reader_that_stops_reading_is_dropped_and_resumes_with_nothing_l
         await wait_until(lambda: hub.counters.slow_dropped >= 1, "the stuck reader dropped")
         await asyncio.sleep(1.0)  # still not reading: twice the timeout in all
         # It wakes up: reads what had reached it, then resumes from its last cursor.
-        cursor = first["cursor"]
-        try:
-            while True:
-                msg = await asyncio.wait_for(stuck.message(), 2)
-                record.take(msg)
-                cursor = msg.get("cursor", cursor)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass
-        stuck.close()
-        async with websockets.connect(server.ws(cursor=cursor)) as ws:
-            msg = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-            record.take(msg)
+        await wake_up(stuck, record, first["cursor"], server)
         verify(record, await visible_events(redis, key), allow_resets=False)
         assert len(record.segments[0][1]) == 300
+
+
+async def test_a_reader_that_stops_reading_for_60_s_under_production_timers(
+    redis_url: str, prefix: str, redis: Redis
+) -> None:
+    """The scenario at full length, with the production slow-reader timeout (30 s): a reader
+    stops reading for 60 s while the desk keeps publishing (an item every half second). It is
+    set aside once its buffers are full, dropped 30 s later, and when it reads again it gets
+    what had reached it and resumes by cursor with nothing lost; a healthy reader beside it
+    gets every item within a second of its publishing, throughout."""
+    settings = make_settings(redis_url, prefix, client_buffer=16384, socket_sndbuf=16384)
+    assert settings.slow_timeout == 30.0  # the default, not scaled down
+    key = Keys(prefix).stream("en")
+    pad = {"link": "https://example.com/" + "p" * 1800}  # ~2 KB frames: full in a few items
+    async with running_server(settings) as server:
+        hub = server.runtime.hub
+        channel = hub.channels["en"]
+        stuck = await RawClient.connect(server.port, "/ws/en")
+        stuck_record = Record()
+        first = await stuck.message()
+        stuck_record.take(first)
+        healthy = await websockets.connect(server.ws())
+        healthy_record = Record()
+        healthy_record.take(json.loads(await healthy.recv()))
+        sent: dict[str, float] = {}  # text -> when it was published
+        late: list[float] = []
+
+        async def read_healthy() -> None:
+            while True:
+                msg = json.loads(await healthy.recv())
+                healthy_record.take(msg)
+                now = time.monotonic()
+                late.extend(now - sent[e["item"]["text"]] for e in msg.get("events", ())
+                            if e["op"] == "publish" and e["item"]["text"] in sent)
+
+        reading = asyncio.create_task(read_healthy())
+        started = time.monotonic()
+        blocked_at = dropped_at = None
+        # A busy minute first (its buffers fill at once), then the steady pace.
+        for n in range(40):
+            sent[f"live {n:03d}"] = time.monotonic()
+            await redis.xadd(key, {"text": f"live {n:03d}", **pad})
+        n = 40
+        while (now := time.monotonic()) - started < 60.0:
+            sent[f"live {n:03d}"] = now
+            await redis.xadd(key, {"text": f"live {n:03d}", **pad})
+            n += 1
+            if blocked_at is None and channel.blocked:
+                blocked_at = time.monotonic()
+            if dropped_at is None and hub.counters.slow_dropped:
+                dropped_at = time.monotonic()
+            await asyncio.sleep(0.5)
+        assert blocked_at is not None and blocked_at - started < 3  # set aside when full
+        assert dropped_at is not None
+        assert 29.0 <= dropped_at - blocked_at <= 32.0, dropped_at - blocked_at  # after 30 s
+        # 60 s later it reads again: what had reached it, then the server's close, then a
+        # resume by cursor that brings everything since.
+        await wake_up(stuck, stuck_record, first["cursor"], server)
+        await asyncio.sleep(0.5)
+        reading.cancel()
+        await healthy.close()
+    events = await visible_events(redis, key)
+    assert len(events) == n >= 150
+    verify(stuck_record, events, allow_resets=False)
+    verify(healthy_record, events, allow_resets=False)
+    assert sum(len(got) for _, got in stuck_record.segments) == n
+    assert len(late) == n and max(late) < 1.0, max(late)  # the healthy reader never waited
 
 
 async def test_one_percent_of_readers_stalled_leaves_the_rest_unharmed(
