@@ -182,18 +182,23 @@ def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
         for spec in summary:
             if not spec.startswith("ticker"):
                 continue
+            # Like for like: N ticker processes against the floor with N processes (each
+            # reads and folds every item itself), else the one-process floor.
+            nprocs = spec.partition(":")[2] or "1"
             vs_raw = (
-                ratio.get(f"{spec}/raw")
-                or ratio.get(f"{spec}/raw:{spec.partition(':')[2] or '1'}")
+                (ratio.get(f"{spec}/raw:{nprocs}") if nprocs != "1" else None)
+                or ratio.get(f"{spec}/raw")
                 or {}
             )
             for key, what in (
-                ("single.cpu_per_delivery_us", "CPU per delivery, single items, x raw floor"),
-                ("burst.cpu_per_delivery_us", "CPU per delivery, pipelined burst, x raw floor"),
-                ("spread.cpu_per_delivery_us", "CPU per delivery, 20 items in 1 s, x raw floor"),
+                ("single.cpu_per_delivery_us", "CPU per delivery, single items"),
+                ("burst.cpu_per_delivery_us", "CPU per delivery, pipelined burst"),
+                ("spread.cpu_per_delivery_us", "CPU per delivery, 20 items in 1 s"),
             ):
                 if key in vs_raw:
-                    out.append(_target(f"{spec}: {what}", scale, vs_raw[key], 1.15, unit="x"))
+                    floor = f"raw:{nprocs}" if f"{spec}/raw:{nprocs}" in ratio else "raw"
+                    out.append(_target(f"{spec}: {what}, x {floor}", scale, vs_raw[key], 1.15,
+                                       unit="x"))
             out.append(
                 _target(
                     f"{spec}: server CPU per new connection",
