@@ -141,6 +141,8 @@ def table(
     head = ["metric", *cols]
     rows = [head, ["---"] * len(head)]
     for key, label, unit in METRICS:
+        if all(summary[s].get(key) is None for s in summary):
+            continue  # a phase this run did not have
         cells = [f"{label} ({unit})" if unit else label]
         cells += [fmt(summary[s].get(key)) for s in summary]
         cells += [(fmt(v) + "x") if (v := ratio[r].get(key)) is not None else "-" for r in ratio]

@@ -6,10 +6,11 @@ with the process's other ticks) `Reach.flush` moves those counts into one Redis 
 channel (`Keys.reach`: item id -> total) with HINCRBY in one pipeline, and starts counting
 afresh. The totals this process answers include what it has not flushed yet, so only other
 processes' counts are up to `INTERVAL` old; a flush per second cost ~0.1 ms of CPU per item
-per process, 1 % of a 1,000-reader fan-out (docs/performance.md). Counts a flush could not write (Redis down) are
-kept and written by a later flush: an outage delays reach, it does not lose it. A flush whose
-reply is lost after Redis applied it may count that second twice; reach is an audience
-figure, and losing every count of an outage would be the worse error.
+per process, 1 % of a 1,000-reader fan-out (docs/performance.md). Counts a flush could not
+write (Redis down) are kept and written by a later flush: an outage delays reach, it does
+not lose it. A flush whose reply is lost after Redis applied it may count those seconds
+twice; reach is an audience figure, and losing every count of an outage would be the worse
+error.
 
 `GET /api/channels/{channel}/items/{item}/reach` (bearer token) answers the total, including
 what this process has counted but not yet flushed. Fields of items older than
