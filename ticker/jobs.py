@@ -259,9 +259,11 @@ class Jobs:
 
     async def publish_due(self, now: int) -> int | None:
         """Publish every scheduled job whose time has come; returns the time (ms) of the next
-        scheduled job (`now` if more are due than one batch), or None if there is none."""
+        scheduled job (`now` if a full batch went out and more may be due), or None if there
+        is none."""
         upcoming: Any = await self.redis.zrange(self.keys.scheduled, 0, DUE_BATCH - 1,
                                                 withscores=True)
+        released = 0
         for member, score in upcoming:
             if score > now:
                 return int(score)
@@ -275,9 +277,12 @@ class Jobs:
                                                 "after": job.text,
                                                 "detail": f"scheduled for {when}"})
             if ids is not None:
+                released += 1
                 log.info("scheduled job %s published to %s as %s", job.id,
                          ",".join(job.channels), ",".join(ids))
-        return now if len(upcoming) == DUE_BATCH else None
+        # Again at once only if this pass made progress: a batch of entries that cannot be
+        # released (another node is on them) must not spin the loop.
+        return now if len(upcoming) == DUE_BATCH and released else None
 
 
 async def run_scheduler(jobs: Jobs, poll: float = POLL) -> None:

@@ -90,8 +90,9 @@ def die_with_parent() -> None:
 
 
 def memory_dir() -> str | None:
-    """/dev/shm when it is there: each worker rewrites its metrics snapshot every second, and
-    on tmpfs that costs 27 µs of CPU instead of 180 µs on a journaling disk."""
+    """/dev/shm when it is there: while scraped, each worker rewrites its metrics snapshot
+    every second, and on tmpfs that costs 27 µs of CPU instead of 180 µs on a journaling
+    disk."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
