@@ -136,7 +136,7 @@
       const t = ticker();
       const root = host.shadowRoot || host.attachShadow({ mode: 'open' });
       root.replaceChildren();
-      if (!t || !t.shadowRoot || typeof t._buildItem !== 'function') {
+      if (!t || !t.shadowRoot || typeof t.previewItem !== 'function') {
         const plain = el('p', 'plain');
         plain.dir = channel.dir;
         plain.textContent = item ? item.text : '';
@@ -157,8 +157,8 @@
       dup.replaceChildren();
       run.replaceChildren();
       if (item) {
-        t._info = { name: channel.name, lang: channel.lang, dir: channel.dir, title: channel.title };
-        const li = t._buildItem(item, false);
+        const li = t.previewItem(item, { name: channel.name, lang: channel.lang,
+                                         dir: channel.dir, title: channel.title });
         li.querySelectorAll('a').forEach((a) => { a.tabIndex = -1; });
         run.append(li);
         empty.hidden = true;

@@ -945,6 +945,17 @@
     // new items are put at the visible start and open their space smoothly; the cyclic order
     // is put back to on-air order later, at a moment when that moves nothing visible.
 
+    /**
+     * Public, for previews (the desk shows a line exactly as readers will get it): the list
+     * element this ticker would render for item `it` (the protocol's ITEM) in a channel
+     * described by `info` ({name, lang, dir, title}, as in channel_info). Used on a
+     * detached element: it sets that element's channel info.
+     */
+    previewItem(it, info) {
+      this._info = info;
+      return this._buildItem(it, false);
+    }
+
     _buildItem(it, dup) {
       const t = this._t();
       const li = el('li', 'item');
