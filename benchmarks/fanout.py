@@ -120,6 +120,31 @@ def bench_fields(seq: int, t_ns: int) -> dict[str, str]:
     return {"text": f"bench {seq} {t_ns}", "by": "bench"}
 
 
+async def timed_items(
+    r: aioredis.Redis,
+    workers: procs.Workers,
+    expected: list[int],
+    seqs: range,
+    interval: float,
+    wait_s: float,
+) -> dict[str, Any]:
+    """Publish one bench item per seq, ``interval`` apart; ``expected[i]`` clients of worker
+    ``i`` should get each. Latency and last-client figures over those deliveries."""
+    sent: dict[int, int] = {}
+    start = time.monotonic()
+    for k, seq in enumerate(seqs):
+        await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
+        sent[seq] = time.time_ns()
+        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
+    replies = await collect(workers, [n * len(seqs) for n in expected], wait_s)
+    out = deliveries_summary(replies, sent)
+    out["missing"] = sum(expected) * len(seqs) - out["deliveries"]
+    if out.get("last_client_ms_items"):
+        out["last_client_ms"] = statistics.median(out["last_client_ms_items"])
+    out.pop("last_ns", None)
+    return out
+
+
 async def single_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
@@ -128,21 +153,13 @@ async def single_phase(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """``--items`` XADDs ``--interval`` apart; latency, last client, CPU per delivery."""
-    sent: dict[int, int] = {}
     cpu0 = procs.cpu_seconds(pid)
     clients0 = workers.cpu_seconds()
-    start = time.monotonic()
-    for seq in range(args.items):
-        await asyncio.sleep(max(0.0, start + seq * args.interval - time.monotonic()))
-        sent[seq] = time.time_ns()
-        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
-    replies = await collect(workers, [n * args.items for n in per_worker], args.timeout)
+    out = await timed_items(r, workers, per_worker, range(args.items), args.interval,
+                            args.timeout)
     cpu = procs.cpu_seconds(pid) - cpu0
     clients_cpu = workers.cpu_seconds() - clients0
-    out = deliveries_summary(replies, sent)
-    out["missing"] = sum(per_worker) * args.items - out["deliveries"]
-    if out.get("last_client_ms_items"):
-        out["last_client_ms"] = statistics.median(out["last_client_ms_items"])
+    if out.get("last_client_ms"):
         out["deliveries_per_s"] = sum(per_worker) / (out["last_client_ms"] / 1000)
     out["cpu_s"] = cpu
     out["cpu_per_delivery_us"] = cpu / out["deliveries"] * 1e6 if out["deliveries"] else None
@@ -275,31 +292,6 @@ async def storm_phase(
 
 # Pads a fill item to ~1.1 KB, so the stalled readers' buffers fill in a few bursts.
 STALL_LINK = "https://example.com/" + "x" * 1000
-
-
-async def timed_items(
-    r: aioredis.Redis,
-    workers: procs.Workers,
-    expected: list[int],
-    seqs: range,
-    interval: float,
-    wait_s: float,
-) -> dict[str, Any]:
-    """Publish one bench item per seq, ``interval`` apart; ``expected[i]`` clients of worker
-    ``i`` should get each. Latency and last-client figures over those deliveries."""
-    sent: dict[int, int] = {}
-    start = time.monotonic()
-    for k, seq in enumerate(seqs):
-        await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
-        sent[seq] = time.time_ns()
-        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
-    replies = await collect(workers, [n * len(seqs) for n in expected], wait_s)
-    out = deliveries_summary(replies, sent)
-    out["missing"] = sum(expected) * len(seqs) - out["deliveries"]
-    if out.get("last_client_ms_items"):
-        out["last_client_ms"] = statistics.median(out["last_client_ms_items"])
-    out.pop("last_ns", None)
-    return out
 
 
 async def blocked_readers(port: int) -> int | None:

@@ -47,6 +47,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Iterable
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -294,10 +295,17 @@ class Worker:
     async def connect(self) -> dict[str, Any]:
         errors: dict[str, int] = {}
         sem = asyncio.Semaphore(self.args.concurrency)
-        t_start = time.time_ns()
-        results = await asyncio.gather(
-            *(self.connect_one(i, sem, errors) for i in range(self.args.clients))
+        return await self.connect_all(
+            (self.connect_one(i, sem, errors) for i in range(self.args.clients)), errors
         )
+
+    @staticmethod
+    async def connect_all(
+        attempts: Iterable[Awaitable[bool]], errors: dict[str, int]
+    ) -> dict[str, Any]:
+        """Run the connection attempts together; the reply common to connect and reconnect."""
+        t_start = time.time_ns()
+        results = await asyncio.gather(*attempts)
         ok = sum(results)
         return {
             "connected": ok,
@@ -322,25 +330,16 @@ class Worker:
         sem = asyncio.Semaphore(concurrency)
         requests: dict[str, bytes] = {}
         dropped, self.dropped = self.dropped, []
-        t_start = time.time_ns()
-        results = await asyncio.gather(
-            *(
+        reply = await self.connect_all(
+            (
                 self.connect_one(i, sem, errors, c.cursor or "0-0", requests)
                 for i, c in enumerate(dropped)
-            )
+            ),
+            errors,
         )
-        ok = sum(results)
         first = Counter(c.first.kind for c in self.clients if c.first)
         missed = Counter(str(c.first.missed) for c in self.clients if c.first)
-        return {
-            "connected": ok,
-            "failed": len(results) - ok,
-            "errors": errors,
-            "t_start": t_start,
-            "t_done": time.time_ns(),
-            "first": dict(first),
-            "missed": dict(missed),
-        }
+        return reply | {"first": dict(first), "missed": dict(missed)}
 
     def stall(self, count: int, rcvbuf: int) -> dict[str, Any]:
         """``count`` clients, evenly spread, stop reading, with a small receive buffer."""
