@@ -26,6 +26,7 @@ from ticker.newsroom import Newsroom
 from ticker.reach import Reach
 from ticker.reader import Reader
 from ticker.settings import Settings
+from ticker.stopping import stop_tasks, where
 from ticker.store import Keys, Store
 
 log = logging.getLogger("ticker.runtime")
@@ -86,14 +87,12 @@ class Runtime:
             yield self
         finally:
             self.started = False
-            for task in tasks:
-                task.cancel()
-            # Bounded: a Redis call that ignores cancellation (seen with redis-py 8 when
-            # cancelled mid-read) must not hang the shutdown; such a task is left behind.
-            done, stuck = await asyncio.wait(tasks, timeout=TASK_STOP_TIMEOUT)
+            self.reader.stopping = True  # its loop ends even if a cancel goes astray
+            stuck = await stop_tasks(tasks, TASK_STOP_TIMEOUT)
             for task in stuck:
-                log.warning("task %s did not stop within %.0f s; leaving it",
-                            task.get_name(), TASK_STOP_TIMEOUT)
+                log.warning("task %s did not stop within %.0f s; leaving it; it waits at:\n%s",
+                            task.get_name(), TASK_STOP_TIMEOUT, where(task))
+            done = [task for task in tasks if task.done()]
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("task %s had failed: %r", task.get_name(), task.exception())

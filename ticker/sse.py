@@ -200,7 +200,10 @@ class EventStream(Response):
                     break
                 conn.wake.clear()
                 try:
-                    await asyncio.wait_for(conn.wake.wait(), self.heartbeat)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancel
+                    # (ticker/stopping.py) and the pump would outlive its stream.
+                    async with asyncio.timeout(self.heartbeat):
+                        await conn.wake.wait()
                 except TimeoutError:
                     conn.write(HEARTBEAT)
                 continue
