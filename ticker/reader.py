@@ -69,7 +69,6 @@ class Reader:
         self.keys = keys
         self.count = count
         self.block_ms = block_ms
-        self.stopping = False  # set at shutdown: the loop ends after its current XREAD
         self.on_rejected = on_rejected
         self.streams = {keys.stream(name): name for name in hub.channels}
         # The streams one XREAD may name together: all of them, or one slot's in a cluster.
@@ -109,7 +108,7 @@ class Reader:
         # a stale ticker until it succeeds.
         backoff = Backoff(base=0.1, cap=2.0)
         tag = next(iter(streams))
-        while not self.stopping:
+        while True:
             try:
                 async with self._bootstrapping:
                     if not self.bootstrapped:

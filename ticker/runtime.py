@@ -87,7 +87,6 @@ class Runtime:
             yield self
         finally:
             self.started = False
-            self.reader.stopping = True  # its loop ends even if a cancel goes astray
             stuck = await stop_tasks(tasks, TASK_STOP_TIMEOUT)
             for task in stuck:
                 log.warning("task %s did not stop within %.0f s; leaving it; it waits at:\n%s",
