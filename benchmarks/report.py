@@ -6,10 +6,10 @@ again (the targets re-checked with this file's rules).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -287,8 +287,16 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the tables and targets of the result files named on the command line."""
-    for name in argv if argv is not None else sys.argv[1:]:
-        result = json.loads(Path(name).read_text())
+    parser = argparse.ArgumentParser(
+        description="Tables and targets of stored fan-out benchmark results (Markdown).")
+    parser.add_argument("results", nargs="+", type=Path,
+                        help="result files written by fanout.py --json")
+    for path in parser.parse_args(argv).results:
+        name = str(path)
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"{name}: not a readable result file ({exc})")
         if "scales" not in result:
             # fanout-10k.json, from before issue 7: the docs quote its figures as stated.
             print(f"\n{name}: an earlier format (no per-scale results); not tabulated")

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Sourced by scripts/serve and scripts/test: makes a fresh machine ready, idempotently.
-#  - system packages: redis-server and chromium (tests), nginx (load-balancer tests), when
-#    missing and we can install them (root with apt-get);
-#  - a virtualenv in .venv with ticker and its test dependencies, refreshed when
-#    pyproject.toml changes.
+#  - system packages: redis-server and chromium (tests), nginx (load-balancer tests), Node.js
+#    (the docs' Node examples), when missing and we can install them (root with apt-get);
+#  - uv, the locker, at a pinned version (scripts/uv.requirements.txt, hash-checked);
+#  - .venv holding exactly what uv.lock says (runtime and test extras, hashes checked),
+#    re-synced whenever the lock changes; nothing is resolved at install time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-want_system="${TICKER_SYSTEM_PACKAGES:-redis-server chromium nginx}"
+want_system="${TICKER_SYSTEM_PACKAGES:-redis-server chromium nginx nodejs}"
 missing=()
 for pkg in $want_system; do
   case "$pkg" in
     redis-server) command -v redis-server >/dev/null || missing+=(redis-server) ;;
     chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
     nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx) ;;
+    nodejs) command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm) ;;
   esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -30,16 +32,41 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The locker, at the version and hashes scripts/uv.requirements.txt pins.
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+UV_VERSION="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' scripts/uv.requirements.txt)"
+tools="$ROOT/.tools/uv-$UV_VERSION"
+if [ ! -x "$tools/bin/uv" ]; then
+  echo "setup: installing uv $UV_VERSION (hash-checked) into .tools/" >&2
+  rm -rf "$tools"
+  "$PY" -m venv "$tools"
+  "$tools/bin/python" -m pip install -q --no-deps --require-hashes \
+    -r scripts/uv.requirements.txt
 fi
-stamp=".venv/.ticker-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing Python packages into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test]"
-  echo "$want" > "$stamp"
+export PATH="$tools/bin:$PATH"
+# uv uses this interpreter and never downloads one; .venv is the project's environment.
+export UV_PYTHON="${UV_PYTHON:-$("$PY" -c 'import sys; print(sys.executable)')}"
+export UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$ROOT/.venv"
+
+# Exactly the lock: --locked refuses to run when pyproject.toml and uv.lock disagree (so a
+# dependency added without `uv lock` fails here, before any test), and nothing is resolved.
+# uv sync makes .venv match the lock each time (packages the lock lacks are removed); with
+# nothing to change it takes a fraction of a second.
+if ! uv sync --locked --extra test --quiet; then
+  echo "setup: uv.lock does not match pyproject.toml (or could not be installed)." >&2
+  echo "setup: after changing dependencies run 'uv lock' (or scripts/upgrade) and commit uv.lock." >&2
+  exit 1
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
+
+# The docs' Node.js examples run against a real server (tests/e2e/test_docs_examples.py):
+# their packages, exactly as tests/examples/package-lock.json says, when Node is here.
+examples="$ROOT/tests/examples"
+if [[ " $want_system " == *" nodejs "* ]] && command -v npm >/dev/null; then
+  want_npm="$(sha256sum "$examples/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$examples/node_modules/.ticker-installed" 2>/dev/null)" != "$want_npm" ]; then
+    echo "setup: installing the docs examples' Node packages (npm ci)" >&2
+    (cd "$examples" && npm ci --silent --no-audit --no-fund)
+    echo "$want_npm" > "$examples/node_modules/.ticker-installed"
+  fi
+fi

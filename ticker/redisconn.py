@@ -173,7 +173,7 @@ def sentinel_client(url: str, options: dict[str, Any]) -> Redis:
         sentinel_kwargs["password"] = extra["sentinel_password"]
     if extra.get("sentinel_username"):
         sentinel_kwargs["username"] = extra["sentinel_username"]
-    sentinel = Sentinel(spec["hosts"], sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(spec["hosts"], sentinel_kwargs=sentinel_kwargs)
     master_kwargs: dict[str, Any] = {**options, **tls, "db": spec["db"]}
     if spec["password"] is not None:
         master_kwargs["password"] = spec["password"]
