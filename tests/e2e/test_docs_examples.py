@@ -10,11 +10,11 @@ its fence says how it is run:
 - `<!-- example: not run (why) -->`: a block of minutes (a benchmark); it is checked for
   syntax only, and the reason must be given.
 
-Each example runs in a newsroom of its own: a `ticker serve` started as the README says (embedded Redis,
-data in `ticker-data` in its working directory), in a scratch directory where `.venv` points
-at the project's. The only rewriting is of the addresses the docs use for "your server" and
-"your Redis" (`ADDRESSES`), which become the real ones. `$TOKEN` (a publishing token) and `$PW`
-(a password) are set, as the surrounding prose tells a reader to.
+Each example runs in a newsroom of its own: a `ticker serve` started as the README says
+(embedded Redis, data in `ticker-data` in its working directory), in a scratch directory
+where `.venv` points at the project's. The only rewriting is of the addresses the docs use
+for "your server" and "your Redis" (`ADDRESSES`), which become the real ones. `$TOKEN` (a
+publishing token) and `$PW` (a password) are set, as the surrounding prose tells a reader to.
 """
 
 from __future__ import annotations
