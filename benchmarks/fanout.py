@@ -453,7 +453,8 @@ async def bench_server(
     port = procs.free_port()
     log = workdir / f"{name}{nprocs}-{first_source}.log"
     server = procs.start_server(name, port, redis_url, args.server_ping_interval, log, nprocs,
-                                args.server_env if name == "ticker" else {})
+                                args.server_env if name == "ticker" else {},
+                                args.ticker_tree if name == "ticker" else None)
     workers = procs.Workers()
     res: dict[str, Any] = {"server": spec, "clients": clients, "loadavg": os.getloadavg()}
     nworkers = loadgen_procs(args, clients, nofile)
@@ -666,6 +667,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fill bursts for servers that do not report blocked readers")
     p.add_argument("--stall-fill-max", type=int, default=40,
                    help="at most this many fill bursts waiting for ticker to block them all")
+    p.add_argument("--ticker-tree", type=Path, default=None, metavar="DIR",
+                   help="run ticker from this source tree (e.g. a git worktree of an older "
+                        "commit) instead of this one, to compare two trees in one sitting")
     p.add_argument("--server-env", action="append", default=[], metavar="TICKER_X=V",
                    help="environment for the ticker servers (repeatable), e.g. "
                    "TICKER_SOCKET_SNDBUF=8192")
@@ -705,9 +709,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--server-env wants TICKER_NAME=VALUE, not {item!r}")
         env[key] = value
     args.server_env = env
+    if args.ticker_tree is not None:
+        args.ticker_tree = args.ticker_tree.resolve()
+        if not (args.ticker_tree / "ticker" / "__init__.py").is_file():
+            p.error(f"--ticker-tree {args.ticker_tree}: no ticker package there")
     if not 0 < args.stall_fraction <= 1:
         p.error("--stall-fraction is a fraction of the clients, in (0, 1]")
     return args
+
+
+def tree_identity(tree: Path) -> str:
+    """Which code the ticker servers ran: the tree's commit, and whether it had changes."""
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], cwd=tree, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    dirty = " with uncommitted changes" if git("status", "--porcelain", "--", "ticker") else ""
+    return f"{tree} at {commit}{dirty}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -715,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     server failed."""
     args = parse_args(argv)
     result = asyncio.run(run(args))
+    result["ticker_tree"] = tree_identity(args.ticker_tree or procs.ROOT)
+    print(f"ticker from {result['ticker_tree']}")
     for clients, scale in result["scales"].items():
         print(f"\n### {int(clients):,} clients\n")
         print(report.table(scale["summary"], scale["ratios"]))

@@ -202,15 +202,20 @@ def server_command(name: str, port: int, redis_url: str, ping: float, nprocs: in
 
 def start_server(
     name: str, port: int, redis_url: str, ping: float, log: Path, nprocs: int = 1,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, tree: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """Start a server under test. `tree`: a source tree of ticker to run instead of this one
+    (an A/B of two trees in one sitting); it is the server's working directory, which
+    `python -m` puts first on sys.path."""
     env = dict(os.environ, TICKER_LOG_LEVEL="warning", **(extra_env or {}))
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     if ping:
         env["TICKER_PING_INTERVAL"] = str(ping)
     with log.open("wb") as out:
         return subprocess.Popen(
             server_command(name, port, redis_url, ping, nprocs),
-            cwd=ROOT,
+            cwd=tree or ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -51,7 +51,8 @@ async def run(args: argparse.Namespace) -> None:
         url = f"redis://127.0.0.1:{rport}/0"
         r = aioredis.Redis.from_url(url, socket_timeout=30)
         port = procs.free_port()
-        server = procs.start_server(name, port, url, 3600, Path(tmp) / "server.log", nprocs)
+        server = procs.start_server(name, port, url, 3600, Path(tmp) / "server.log", nprocs,
+                                    tree=args.ticker_tree if name == "ticker" else None)
         workers = procs.Workers()
         recorder: subprocess.Popen[bytes] | None = None
         try:
@@ -129,6 +130,8 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", default="ticker", help="ticker, raw or naive, optionally :N")
+    p.add_argument("--ticker-tree", type=Path, default=None, metavar="DIR",
+                   help="run ticker from this source tree (an A/B of two trees)")
     p.add_argument("--clients", type=int, default=10000)
     p.add_argument("--procs", type=int, default=4, help="load-gen worker processes")
     p.add_argument("--items", type=int, default=20)

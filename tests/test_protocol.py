@@ -8,11 +8,9 @@ import struct
 import pytest
 
 from ticker.protocol import (
-    OP_CLOSE,
     OP_PING,
     OP_TEXT,
     PING_FRAME,
-    close_frame,
     dumps,
     event_json,
     events_payload,
@@ -54,31 +52,6 @@ def test_ping_frame() -> None:
     assert OP_PING == 0x9
     assert PING_FRAME == b"\x89\x00"
     assert frame(b"x", OP_PING) == b"\x89\x01x"
-
-
-def test_close_frame() -> None:
-    assert OP_CLOSE == 0x8
-    assert close_frame(1000) == b"\x88\x02\x03\xe8"
-    assert close_frame(1012, "restart") == b"\x88\x09\x03\xf4restart"
-    assert close_frame(1013, "é") == b"\x88\x04\x03\xf5\xc3\xa9"
-
-
-def test_close_frame_reason_is_capped_for_a_control_frame() -> None:
-    data = close_frame(1001, "x" * 500)
-    assert data[0] == 0x88
-    assert data[1] == 122  # 2 code bytes + 120 reason bytes; control frames carry <= 125
-    assert data[2:4] == b"\x03\xe9"
-    assert data[4:] == b"x" * 120
-
-
-def test_close_frame_truncation_keeps_valid_utf8() -> None:
-    # RFC 6455 §5.5.1: the reason is UTF-8; a peer fails the connection on invalid UTF-8.
-    # Cutting at 120 bytes must not split a multi-byte character.
-    data = close_frame(1011, "a" + "é" * 70)
-    assert data[1] <= 125
-    reason = data[4:]
-    assert len(reason) <= 120
-    assert reason.decode("utf-8").startswith("aé")
 
 
 def test_dumps_is_compact_utf8() -> None:

@@ -105,6 +105,19 @@ async def readyz(request: Request) -> Response:
                         headers={"Cache-Control": "no-store"})
 
 
+async def websocket_only(request: Request) -> Response:
+    """`/ws/{channel}` without a websocket upgrade: RFC 6455 4.2.1's answer, and a hint.
+
+    An upgrade never gets here (the websocket endpoint takes it before the app does); a
+    browser or `curl` that opens the URL, or a proxy that dropped `Upgrade`, does.
+    """
+    return JSONResponse(
+        {"error": "upgrade_required",
+         "message": "this is a websocket endpoint: connect with a websocket client, or "
+                    "read the same feed as Server-Sent Events at /sse/{channel}"},
+        status_code=426, headers={"Upgrade": "websocket", "Cache-Control": "no-store"})
+
+
 def page(name: str) -> Any:
     async def endpoint(request: Request) -> Response:
         return FileResponse(web_dir() / name, headers={"Cache-Control": "no-cache"})
@@ -159,6 +172,7 @@ def create_app(settings: Settings, redis: Redis | None = None,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/ws/{channel}", websocket_only, methods=["GET", "HEAD"]),
         *api.routes,
         *openapi.routes,
         *reach.routes,

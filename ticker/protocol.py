@@ -7,13 +7,13 @@ server-to-client websocket frames are unmasked, so the same bytes are valid on e
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-OP_TEXT = 0x1
-OP_CLOSE = 0x8
-OP_PING = 0x9
+from websockets.frames import Frame, Opcode
+
+OP_TEXT = Opcode.TEXT.value
+OP_PING = Opcode.PING.value
 
 
 def dumps(value: Any) -> bytes:
@@ -22,20 +22,9 @@ def dumps(value: Any) -> bytes:
 
 
 def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """A complete, unmasked, unfragmented websocket frame carrying `payload`."""
-    n = len(payload)
-    head = 0x80 | opcode
-    if n < 126:
-        return bytes((head, n)) + payload
-    if n < 1 << 16:
-        return struct.pack("!BBH", head, 126, n) + payload
-    return struct.pack("!BBQ", head, 127, n) + payload
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    """A close frame; the reason is cut to 120 bytes without splitting a character."""
-    data = reason.encode("utf-8")[:120].decode("utf-8", "ignore").encode("utf-8")
-    return frame(struct.pack("!H", code) + data, OP_CLOSE)
+    """A complete, unmasked, unfragmented websocket frame carrying `payload`, encoded once
+    and written as it is to every subscriber (websockets.broadcast() does the same)."""
+    return Frame(Opcode(opcode), payload).serialize(mask=False)
 
 
 PING_FRAME = frame(b"", OP_PING)

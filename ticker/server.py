@@ -11,24 +11,20 @@ the background tasks and flushes reach counts and dead letters (at most 2 s more
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import gc
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
-from ticker import ticks
 from ticker.app import create_app
 from ticker.embedded import EmbeddedRedis
 from ticker.metrics import Worker
 from ticker.settings import Settings
-from ticker.wsserver import TickerHttp, TickerWebSocket
+from ticker.uvicorn_adapter import TickerHttp, TickerServer, UvicornWebSocket
 
 log = logging.getLogger("ticker.server")
 
@@ -51,74 +47,18 @@ def redis_for_serving(settings: Settings) -> Iterator[Settings]:
         print("ticker: embedded Redis stopped", file=sys.stderr, flush=True)
 
 
-class TickerServer(uvicorn.Server):
-    """uvicorn's server, with the drain step (module docstring) between closing the listeners
-    and uvicorn's own connection shutdown; when it owns the process, the heap is frozen once
-    started."""
-
-    owns_process = False
-    _should_exit = False
-    _exit_wake: asyncio.Event | None = None
-    _exit_loop: asyncio.AbstractEventLoop | None = None
-
-    # uvicorn's main loop wakes ten times a second to look at `should_exit` (a signal
-    # handler or a test sets it); ours sleeps until the next aligned second (the Date header
-    # is refreshed once a second) or until `should_exit` is set (docs/performance.md).
-    @property
-    def should_exit(self) -> bool:
-        return self._should_exit
-
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        self._should_exit = value
-        if value and self._exit_wake is not None and self._exit_loop is not None:
-            # From a signal handler or another thread: wake the loop through its self-pipe.
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                self._exit_loop.call_soon_threadsafe(self._exit_wake.set)
-
-    async def main_loop(self) -> None:
-        self._exit_loop = asyncio.get_running_loop()
-        self._exit_wake = asyncio.Event()
-        # on_tick(0) refreshes the Date header and answers whether to stop.
-        while not await self.on_tick(0):
-            await ticks.tick(1.0, self._exit_wake)
-
-    def run(self, sockets: list[socket.socket] | None = None) -> None:
-        """`ticker serve` and each worker: this server is the process (tests embed `serve()`
-        in their own event loop instead)."""
-        self.owns_process = True
-        super().run(sockets)
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.owns_process:
-            # What is alive now (modules, the app, the folded streams) lives as long as the
-            # process: the cyclic GC need not rescan it in every full collection while
-            # readers connect (docs/performance.md).
-            gc.freeze()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in getattr(self, "servers", ()):
-            server.close()  # stop accepting first: a drained reader must reconnect elsewhere
-        lifespan = getattr(self, "lifespan", None)
-        runtime = lifespan.state.get("ticker") if lifespan is not None else None
-        if runtime is not None:
-            runtime.drain()
-        await super().shutdown(sockets)
-
-
 def uvicorn_config(settings: Settings, worker: Worker | None = None,
                    **extra: Any) -> uvicorn.Config:
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "ws": TickerWebSocket,
+        "ws": UvicornWebSocket,
         "ws_per_message_deflate": False,
         "lifespan": "on",
         "log_config": None,
         "loop": "uvloop",
-        # httptools, except that a websocket upgrade skips it (ticker.wsserver.TickerHttp).
-        "http": TickerHttp,
+        # httptools, except that a websocket upgrade skips it (ticker.uvicorn_adapter.TickerHttp).
+        "http": TickerHttp if settings.upgrade_routing else "httptools",
         "backlog": 8192,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "server_header": False,

@@ -107,6 +107,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("allowed_origins", str, "",
             "extra origins allowed to open websockets, comma separated ('*': any)"),
     Setting("ping_interval", float, 20.0, "seconds between websocket pings (0: none)"),
+    Setting("upgrade_routing", bool, True,
+            "hand websocket upgrades to the endpoint before uvicorn parses them (less CPU per "
+            "connect); false: uvicorn's own HTTP parser hands them over (no uvicorn internal "
+            "beyond the protocol-class contract: a fallback if a uvicorn release breaks it)"),
     Setting("client_buffer", int, 256 * 1024,
             "bytes queued to one websocket before it counts as slow and stops getting live frames"),
     Setting("socket_sndbuf", int, 0,
@@ -165,6 +169,7 @@ class Settings:
     stream_maxlen: int = 10000
     allowed_origins: tuple[str, ...] = ()
     ping_interval: float = 20.0
+    upgrade_routing: bool = True
     client_buffer: int = 256 * 1024
     socket_sndbuf: int = 0
     slow_timeout: float = 30.0

@@ -104,7 +104,8 @@ def worker_main(settings: Settings, index: int, shared_dir: str, parent: int) ->
     if os.getppid() != parent:
         return  # the supervisor died before we could ask to die with it
     configure(settings.log_level, settings.log_format, {"worker": index})
-    from ticker.server import TickerServer, uvicorn_config  # the heavy imports, child only
+    from ticker.server import uvicorn_config  # the heavy imports, child only
+    from ticker.uvicorn_adapter import TickerServer
 
     def _exit(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)

@@ -324,7 +324,7 @@ async def test_a_page_on_another_origin_embeds_the_widget(
 async def test_when_websockets_fail_the_widget_falls_back_to_sse_and_gets_items(
     redis_url: str, prefix: str, redis: Redis, page: Page
 ) -> None:
-    # ws="none": uvicorn does not upgrade, so /ws/en answers 404 like a proxy that drops
+    # ws="none": uvicorn does not upgrade, so /ws/en answers 426 like a proxy that drops
     # `Upgrade`; the browser's real WebSocket fails to open, three times.
     async with node(make_settings(redis_url, prefix), ws="none") as server:
         await publish(redis, prefix, "en", EN_ITEMS[:1])

@@ -79,3 +79,22 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, mask: bool = True,
+                 rsv: int = 0) -> bytes:
+    """A client frame as given, malformed if asked (unmasked, reserved bits): the library's
+    encoder refuses to make the frames the hostile tests need."""
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n = len(payload)
+    if n < 126:
+        length = bytes([(0x80 if mask else 0) | n])
+    elif n < 65536:
+        length = bytes([(0x80 if mask else 0) | 126]) + struct.pack("!H", n)
+    else:
+        length = bytes([(0x80 if mask else 0) | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + length + payload
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + length + key + masked

@@ -11,8 +11,7 @@ import websockets
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, recv_json, running_server
-from tests.e2e.rawws import RawClient
-from tests.test_wsframes import client_frame
+from tests.e2e.rawws import RawClient, client_frame
 from ticker.store import Keys
 
 

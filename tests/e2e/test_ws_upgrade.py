@@ -11,13 +11,15 @@ import asyncio
 import json
 import socket
 import struct
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
+from tests.e2e.rawws import RawClient, client_frame
 from tests.e2e.ticker_node import node
-from tests.test_wsframes import client_frame
+from ticker.wsserver import TickerWebSocket
 
 REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -127,7 +129,7 @@ async def test_an_oversized_request_in_pieces_is_refused(server: Server) -> None
             await asyncio.sleep(0.01)  # a segment of its own
             await loop.sock_sendall(sock, filler)
         answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
-        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert answer.startswith(b"HTTP/1.1 431 ")  # Request Header Fields Too Large
         assert server.runtime.hub.connections() == 0
     finally:
         sock.close()
@@ -136,8 +138,10 @@ async def test_an_oversized_request_in_pieces_is_refused(server: Server) -> None
 async def test_a_plain_get_of_a_websocket_path_is_answered_by_the_app(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.http) as http:
         response = await http.get("/ws/en")
-    assert response.status_code == 404
-    # The app's answer (its security headers), not the websocket endpoint's 426.
+    # RFC 6455 4.2.1: not an upgrade; 426 says what is needed, and the body where else to go.
+    assert response.status_code == 426 and response.headers["upgrade"] == "websocket"
+    assert "/sse/" in response.json()["message"]
+    # The app's answer (its security headers), not the websocket endpoint's.
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
@@ -162,7 +166,7 @@ async def test_with_websockets_off_an_upgrade_is_answered_by_the_app(
         try:
             await asyncio.get_running_loop().sock_sendall(sock, REQUEST)
             head = await response_head(sock, bytearray())
-            assert head.startswith(b"HTTP/1.1 404 ")
+            assert head.startswith(b"HTTP/1.1 426 ")  # what a proxy that drops Upgrade gets
             assert b"x-content-type-options: nosniff" in head.lower()
         finally:
             sock.close()
@@ -187,3 +191,36 @@ async def test_a_finished_handshake_holds_no_timer(server: Server) -> None:
     finally:
         whole.close()
         pieces.close()
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_idle_reader_holds_no_protocol_object(server: Server) -> None:
+    # The OPEN-state ServerProtocol exists only while the client's bytes are not yet whole
+    # frames or a fragmented message is open (ticker.wsserver's docstring: memory).
+    client = await RawClient.connect(server.port, "/ws/en")
+    try:
+        assert (await client.message())["type"] == "snapshot"
+        (conn,) = server.runtime.hub.channel("en").writers  # type: ignore[union-attr]
+        assert isinstance(conn, TickerWebSocket) and conn.conn is None
+        send = client.loop.sock_sendall
+        pong = client_frame(0xA, b"keepalive")
+        await send(client.sock, pong[:3])  # half a frame: the parser must keep it
+        await eventually(lambda: conn.conn is not None)
+        await send(client.sock, pong[3:])
+        await eventually(lambda: conn.conn is None)
+        await send(client.sock, client_frame(0x1, b"hel", fin=False))  # an open message
+        await asyncio.sleep(0.05)
+        assert conn.conn is not None
+        await send(client.sock, client_frame(0x0, b"lo"))
+        await eventually(lambda: conn.conn is None)
+        # And the connection is still a working one: a ping is answered.
+        await send(client.sock, client_frame(0x9, b"still?"))
+        assert await asyncio.wait_for(client.frame(), TIMEOUT) == (0xA, b"still?")
+    finally:
+        client.close()
