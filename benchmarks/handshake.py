@@ -14,6 +14,8 @@ request (five headers) and on a browser's (eleven):
   checks and computes the accept key, and the fixed 101 is written with it.
 
 Each figure is CPU µs per upgrade with the garbage collector on (its cost is part of it).
+Then a reader's pong, parsed by an OPEN-state `ServerProtocol` built for it, and by one
+reused from ticker.wsserver's spares.
 
     python benchmarks/handshake.py [--n 20000]
 """
@@ -26,7 +28,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from websockets.frames import Opcode
 from websockets.http11 import Request
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
@@ -109,6 +113,22 @@ def main() -> None:
     for name, (small, big) in figures.items():
         print(f"| {name} | {small:.1f} | {big:.1f} | {small / base[0]:.2f}x / "
               f"{big / base[1]:.2f}x |")
+    pong = bytes([0x8A, 0x80]) + b"\x01\x02\x03\x04"  # an empty, masked pong
+    spare = ServerProtocol(state=OPEN, max_size=1024, logger=QUIET)
+
+    def one(conn: ServerProtocol) -> None:
+        conn.receive_data(pong)
+        (frame,) = conn.events_received()
+        assert frame.opcode is Opcode.PONG and not conn.data_to_send()
+
+    print("\n| a pong | µs |\n| --- | ---: |")
+    for name, make in (("a protocol built for it", lambda: ServerProtocol(
+            state=OPEN, max_size=1024, logger=QUIET)), ("a spare reused", lambda: spare)):
+        gc.collect()
+        start = time.process_time()
+        for _ in range(args.n):
+            one(make())
+        print(f"| {name} | {(time.process_time() - start) / args.n * 1e6:.1f} |")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ What is not per connection stays as it was: the hub writes the same pre-encoded 
 the fan-out never goes through a protocol object.
 
 Memory: readers send almost nothing (a pong per ping interval), so the OPEN-state protocol is
-made when the client's first bytes arrive and let go again whenever everything received so
-far has been parsed into whole frames and no fragmented message is open. An idle reader
-holds none (docs/performance.md).
+taken when the client's bytes arrive and let go again whenever everything received so far
+has been parsed into whole frames and no fragmented message is open; an idle reader holds
+none. One let go in that state is as good as new, so a few are kept (`SPARE`) for the next
+client that speaks (docs/performance.md).
 
 uvicorn constructs this class through ticker.uvicorn_adapter, the one module that knows its
 protocol-class contract.
@@ -75,6 +76,10 @@ utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # The handshake checks need no state of a connection: one instance does them for all, so a
 # new connection costs no protocol object until the client sends frames (module docstring).
 VALIDATOR: Final = ServerProtocol(logger=protocol_log)
+# OPEN-state protocols between frames, to reuse: every reader answers a ping each interval,
+# and building a protocol for each pong cost more than parsing the pong (docs/performance.md).
+SPARE: list[ServerProtocol] = []
+SPARE_MAX: Final = 64
 SWITCHING: Final = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
 
@@ -390,8 +395,8 @@ class TickerWebSocket(asyncio.Protocol):
     def _protocol(self) -> ServerProtocol:
         conn = self.conn
         if conn is None:
-            conn = self.conn = ServerProtocol(state=OPEN, max_size=MAX_INBOUND,
-                                              logger=protocol_log)
+            conn = self.conn = SPARE.pop() if SPARE else ServerProtocol(
+                state=OPEN, max_size=MAX_INBOUND, logger=protocol_log)
             self.unparsed = 0
         return conn
 
@@ -433,7 +438,12 @@ class TickerWebSocket(asyncio.Protocol):
             self._leave()
         self._flush(conn, self._close_during_fragment(conn))
         if conn.state is OPEN and not self.unparsed and not self.fragmented:
-            self.conn = None  # between frames: nothing to remember (module docstring)
+            # Between frames: nothing to remember (module docstring). Every byte it was given
+            # is in a frame it returned and what it had to send is sent, so it is as good as
+            # new for the next connection whose client speaks.
+            self.conn = None
+            if len(SPARE) < SPARE_MAX:
+                SPARE.append(conn)
 
     def _utf8(self, frame: Frame) -> bool:
         """Whether a text frame (or the continuation of one) is UTF-8 so far. Checked as it

@@ -15,10 +15,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from websockets.protocol import OPEN
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.rawws import RawClient, client_frame
 from tests.e2e.ticker_node import node
+from ticker import wsserver
 from ticker.wsserver import TickerWebSocket
 
 REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -214,9 +216,12 @@ async def test_an_idle_reader_holds_no_protocol_object(server: Server) -> None:
         await eventually(lambda: conn.conn is not None)
         await send(client.sock, pong[3:])
         await eventually(lambda: conn.conn is None)
+        # Kept for the next client that speaks (every reader pongs each ping interval).
+        spare = wsserver.SPARE[-1]
+        assert spare.state is OPEN
         await send(client.sock, client_frame(0x1, b"hel", fin=False))  # an open message
         await asyncio.sleep(0.05)
-        assert conn.conn is not None
+        assert conn.conn is spare  # reused, not built again
         await send(client.sock, client_frame(0x0, b"lo"))
         await eventually(lambda: conn.conn is None)
         # And the connection is still a working one: a ping is answered.
