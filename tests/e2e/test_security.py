@@ -33,7 +33,9 @@ async def test_sign_in_never_adopts_a_planted_session(
         issued = r.cookies[SESSION_COOKIE]
         assert issued != planted  # a fresh, unguessable session id at every sign-in
         fresh = httpx.Cookies({SESSION_COOKIE: issued})
-        me = await victim.get("/desk/api/session", cookies=fresh)
+        async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT,
+                                     cookies=fresh) as signed_in:
+            me = await signed_in.get("/desk/api/session")
         assert me.json()["user"] == "alice"
         # Everything the attacker holds opens nothing.
         attacker.cookies.set(SESSION_COOKIE, planted)
