@@ -317,15 +317,12 @@ class TickerWebSocket(asyncio.Protocol):
         try:
             # RFC 6455 4.2.1: method, protocol, Upgrade, Connection, the key, the version.
             accept_header, _, _ = VALIDATOR.process_request(request)
-        except InvalidHeader as exc:
-            if exc.name == "Sec-WebSocket-Version":
+        except InvalidHandshake as exc:
+            if isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version":
                 # RFC 6455 4.4: a version we do not speak is answered with the one we do.
                 raise Refusal(426, f"Failed to open a WebSocket connection: {exc}.",
                               (("Sec-WebSocket-Version", "13"),)) from None
             self._answer(VALIDATOR.accept(request))  # the library's status and words
-            return
-        except InvalidHandshake:
-            self._answer(VALIDATOR.accept(request))
             return
         headers = request.headers
         hosts, origins = headers.get_all("Host"), headers.get_all("Origin")
