@@ -22,12 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ticker import api, desk, feeds, metrics, openapi, reach, requestid, sse
 from ticker.errors import TickerError, Unavailable
 from ticker.httpio import error_response
-from ticker.metrics import Worker
 from ticker.requestid import RequestId
 from ticker.runtime import Runtime
 from ticker.settings import Settings
 from ticker.store import redis_client
 from ticker.throttle import Throttle
+from ticker.worker import Worker
 
 log = logging.getLogger("ticker.app")
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ticker.errors import ValidationError
-from ticker.histogram import Histogram
 from ticker.items import parse_entry, parse_stream_id
 from ticker.protocol import (
     PING_FRAME,
@@ -42,6 +41,11 @@ ZERO: StreamKey = (0, 0)
 # Beyond this many missed events a resuming client gets a snapshot (with the count) instead:
 # the snapshot is smaller and equal in effect.
 RESUME_LIMIT = 500
+# Upper bounds (seconds) of the publish-to-write latency buckets, which /metrics exposes as
+# the `ticker_publish_to_write_seconds` histogram: between a millisecond and a few seconds.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
 
 
 class Subscriber(Protocol):
@@ -71,7 +75,12 @@ class Counters:
     resumes: int = 0
     resets: int = 0
     pings_missed: int = 0
-    latency: Histogram = field(default_factory=Histogram)
+    # Publish-to-write latency: observations per bucket (`latency_counts[i]`: at most
+    # LATENCY_BUCKETS[i] and above the bucket before; the last: above every bound), and their
+    # sum in seconds. Plain numbers, one list index per observation: ticker.metrics makes the
+    # cumulative histogram of them when scraped.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
 
 
 @dataclass(slots=True)
@@ -167,7 +176,9 @@ class ChannelHub:
             if live:
                 done = time.time()
                 for ms in stamps:
-                    c.latency.observe(max(0.0, done - ms / 1000))
+                    seconds = max(0.0, done - ms / 1000)
+                    c.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+                    c.latency_sum += seconds
         elif rejected:
             self._resume_cache.clear()
         return rejected

@@ -1,5 +1,10 @@
 """`GET /metrics`: Prometheus text format (0.0.4), from the counters the hub already keeps.
 
+The hub, the reader and the runtime count in plain numbers on their hot paths (no metrics
+library call per event or delivery); a scrape reads them through a `prometheus_client`
+collector (`WorkerCollector`) into metric families, and `prometheus_client` writes the text
+(`generate_latest`, from a private registry: nothing goes into the library's global one).
+
 What is exported (every series has a `worker` label, "0" for a single process):
 
 | metric | type | what |
@@ -24,7 +29,12 @@ What is exported (every series has a `worker` label, "0" for a single process):
 | `ticker_dead_letters_total` | counter | dead letters this process recorded |
 | `ticker_dead_letters_pending` | gauge | dead letters waiting for Redis |
 | `ticker_reach_unflushed_items` | gauge | reach counts waiting for Redis |
-| `process_*` | | RSS, CPU seconds, open/max fds, start time |
+| `ticker_metrics_age_seconds` | gauge | under `--workers N`: age of each worker's series |
+| `process_*` | | RSS, virtual memory, CPU seconds, open/max fds, start time (Linux) |
+
+The histogram's buckets are the hub's `LATENCY_BUCKETS` (1 ms to 10 s), its `le` labels
+spelt as they always were here ("0.001", "1", "10"). `process_*` is prometheus_client's
+`ProcessCollector` (read from /proc; absent where there is no /proc).
 
 With `ticker serve --workers N` a scrape reaches one worker (the port is shared), so every
 worker writes its own series to a file in a directory the supervisor owns, once a second
@@ -41,187 +51,239 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
-import resource
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    Sample,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ticker import ticks
+from ticker.hub import LATENCY_BUCKETS, Counters
 
 if TYPE_CHECKING:
     from ticker.runtime import Runtime
 
 log = logging.getLogger("ticker.metrics")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 SNAPSHOT_EVERY = 1.0
 DEMAND = "scraped"  # its mtime: the last scrape
 DEMAND_WINDOW = 300.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-PAGE_SIZE = resource.getpagesize()
-STARTED = time.time()
 
-Labels = tuple[tuple[str, str], ...]
-Sample = tuple[str, Labels, float]  # (name suffix, labels, value)
+# The `le` label of each latency bucket, spelt as this server has always written it ("1", not
+# the library's "1.0"): a label value is part of a series' identity in Prometheus 2.
+LATENCY_LE: tuple[str, ...] = (*(f"{bound:g}" for bound in LATENCY_BUCKETS), "+Inf")
 
-
-@dataclass(frozen=True, slots=True)
-class Worker:
-    """Which worker this process is (0 when it is the only one), and the directory where the
-    workers of one `ticker serve --workers N` share their series (None: a single process)."""
-
-    index: int = 0
-    shared_dir: Path | None = None
+# process_* of this process, from /proc (the library's; not registered anywhere: each scrape's
+# private registry reaches it through WorkerCollector, which adds the `worker` label).
+PROCESS = ProcessCollector(registry=None)
 
 
-@dataclass(slots=True)
-class Family:
-    """One metric: its name, type, help and samples."""
-
-    name: str
-    kind: str  # counter | gauge | histogram
-    help: str
-    samples: list[Sample]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "help": self.help,
-                "samples": [[s, list(map(list, labels)), v] for s, labels, v in self.samples]}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Family:
-        samples: list[Sample] = [
-            (str(s), tuple((str(k), str(v)) for k, v in labels), float(value))
-            for s, labels, value in raw["samples"]
-        ]
-        return cls(str(raw["name"]), str(raw["kind"]), str(raw["help"]), samples)
-
-
-def gauge(name: str, help: str, value: float, **labels: str) -> Family:
-    return Family(name, "gauge", help, [("", tuple(labels.items()), value)])
-
-
-def counter(name: str, help: str, value: float) -> Family:
-    return Family(name, "counter", help, [("", (), value)])
+def private_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry of our own holding `collectors` (the library's global one stays unused)."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return registry
 
 
 # -- collecting ---------------------------------------------------------------------------
 
 
-def collect(runtime: Runtime, now: float | None = None) -> list[Family]:
-    """Every family of this process, read from the hub, the reader and the runtime."""
-    now = time.time() if now is None else now
+def latency_histogram(counters: Counters) -> HistogramMetricFamily:
+    """The hub's latency counts (per bucket, not cumulative) as a Prometheus histogram."""
+    buckets: list[tuple[str, float]] = []
+    total = 0
+    for le, n in zip(LATENCY_LE, counters.latency_counts, strict=True):
+        total += n
+        buckets.append((le, total))
+    return HistogramMetricFamily(
+        "ticker_publish_to_write_seconds",
+        "From an entry's stream ID time to its frame being written to readers.",
+        buckets=buckets, sum_value=counters.latency_sum)
+
+
+def ticker_families(runtime: Runtime, now: float) -> list[Metric]:
+    """The ticker_* families of this process, read from the hub, the reader and the runtime
+    (without the `worker` label)."""
     hub, reader, c = runtime.hub, runtime.reader, runtime.hub.counters
-    connections = Family("ticker_connections", "gauge", "Open reader connections.", [])
-    blocked = Family("ticker_blocked_connections", "gauge",
-                     "Readers whose buffer is full: live frames are withheld until it drains.",
-                     [])
-    on_air = Family("ticker_on_air_items", "gauge", "Items on air now.", [])
-    last = Family("ticker_channel_last_event_timestamp_seconds", "gauge",
-                  "Time (from its stream ID) of the last event this process applied.", [])
+    connections = GaugeMetricFamily("ticker_connections", "Open reader connections.",
+                                    labels=["channel", "transport"])
+    blocked = GaugeMetricFamily(
+        "ticker_blocked_connections",
+        "Readers whose buffer is full: live frames are withheld until it drains.",
+        labels=["channel"])
+    on_air = GaugeMetricFamily("ticker_on_air_items", "Items on air now.", labels=["channel"])
+    last = GaugeMetricFamily(
+        "ticker_channel_last_event_timestamp_seconds",
+        "Time (from its stream ID) of the last event this process applied.", labels=["channel"])
     now_ms = int(now * 1000)
     for name, ch in hub.channels.items():
         sse_blocked = sum(1 for conn in ch.blocked if conn.sse)
-        ws = len(ch.writers) + len(ch.blocked) - sse_blocked
-        sse = len(ch.sse_writers) + sse_blocked
-        connections.samples += [("", (("channel", name), ("transport", "ws")), ws),
-                                ("", (("channel", name), ("transport", "sse")), sse)]
-        blocked.samples.append(("", (("channel", name),), len(ch.blocked)))
-        on_air.samples.append(("", (("channel", name),), len(ch.state.on_air(now_ms))))
+        connections.add_metric([name, "ws"], len(ch.writers) + len(ch.blocked) - sse_blocked)
+        connections.add_metric([name, "sse"], len(ch.sse_writers) + sse_blocked)
+        blocked.add_metric([name], len(ch.blocked))
+        on_air.add_metric([name], len(ch.state.on_air(now_ms)))
         cursor_ms = ch.state.cursor.split("-", 1)[0]
-        last.samples.append(("", (("channel", name),),
-                             int(cursor_ms) / 1000 if cursor_ms.isdigit() else 0))
-    latency = Family("ticker_publish_to_write_seconds", "histogram",
-                     "From an entry's stream ID time to its frame being written to readers.", [])
-    for bound, count in c.latency.cumulative():
-        latency.samples.append(("_bucket", (("le", fmt(bound)),), count))
-    latency.samples += [("_bucket", (("le", "+Inf"),), c.latency.count),
-                        ("_sum", (), c.latency.sum), ("_count", (), c.latency.count)]
-    errors = Family("ticker_redis_errors_total", "counter",
-                    "Redis commands that failed, by component.", [])
+        last.add_metric([name], int(cursor_ms) / 1000 if cursor_ms.isdigit() else 0)
+    errors = CounterMetricFamily("ticker_redis_errors_total",
+                                 "Redis commands that failed, by component.",
+                                 labels=["component"])
     failures = {"reader": reader.errors, "reach": runtime.reach.errors,
                 **runtime.redis_errors}
     for component in sorted(failures):
-        errors.samples.append(("", (("component", component),), failures[component]))
-    since = now_mono() - reader.last_ok if reader.last_ok else -1.0
-    families = [
+        errors.add_metric([component], failures[component])
+    since = time.monotonic() - reader.last_ok if reader.last_ok else -1.0
+    return [
         connections, blocked, on_air, last,
-        counter("ticker_entries_read_total", "Stream entries read from Redis.", c.entries_read),
-        counter("ticker_events_total", "Events applied and fanned out.", c.events),
-        counter("ticker_frames_total", "Frames encoded (one per channel and read batch).",
-                c.frames),
-        counter("ticker_deliveries_total", "Frame writes to readers.", c.deliveries),
-        counter("ticker_rejected_entries_total", "Stream entries that failed validation.",
-                c.rejected),
-        counter("ticker_duplicate_entries_total",
-                "Publishes not shown again (same idempotency key).", c.duplicates),
-        counter("ticker_slow_blocks_total",
-                "Times a reader's buffer filled and live frames were withheld.", c.blocked),
-        counter("ticker_slow_drops_total", "Readers closed for staying blocked too long.",
-                c.slow_dropped),
-        counter("ticker_resumes_total", "Reconnects resumed by cursor.", c.resumes),
-        counter("ticker_resets_total", "Reconnects answered with a reset snapshot.", c.resets),
-        counter("ticker_pings_missed_total", "Readers dropped for not answering a ping.",
-                c.pings_missed),
-        latency,
-        gauge("ticker_reader_up", "1 if the last read from Redis succeeded.",
-              1 if reader.connected else 0),
-        gauge("ticker_ready", "1 if /readyz answers 200.", 1 if runtime.ready else 0),
-        gauge("ticker_stale", "1 while readers are told the feed is stale (Redis lost).",
-              1 if hub.stale else 0),
-        gauge("ticker_draining", "1 while the process shuts down.",
-              1 if runtime.draining else 0),
-        gauge("ticker_reader_lag_seconds",
-              "Age of the newest entry when it was read (last read that had entries).",
-              reader.lag_ms / 1000),
-        gauge("ticker_reader_seconds_since_read",
-              "Seconds since Redis last answered the reader (-1: never).", round(since, 3)),
+        CounterMetricFamily("ticker_entries_read_total", "Stream entries read from Redis.",
+                            c.entries_read),
+        CounterMetricFamily("ticker_events_total", "Events applied and fanned out.", c.events),
+        CounterMetricFamily("ticker_frames_total",
+                            "Frames encoded (one per channel and read batch).", c.frames),
+        CounterMetricFamily("ticker_deliveries_total", "Frame writes to readers.",
+                            c.deliveries),
+        CounterMetricFamily("ticker_rejected_entries_total",
+                            "Stream entries that failed validation.", c.rejected),
+        CounterMetricFamily("ticker_duplicate_entries_total",
+                            "Publishes not shown again (same idempotency key).", c.duplicates),
+        CounterMetricFamily("ticker_slow_blocks_total",
+                            "Times a reader's buffer filled and live frames were withheld.",
+                            c.blocked),
+        CounterMetricFamily("ticker_slow_drops_total",
+                            "Readers closed for staying blocked too long.", c.slow_dropped),
+        CounterMetricFamily("ticker_resumes_total", "Reconnects resumed by cursor.", c.resumes),
+        CounterMetricFamily("ticker_resets_total", "Reconnects answered with a reset snapshot.",
+                            c.resets),
+        CounterMetricFamily("ticker_pings_missed_total",
+                            "Readers dropped for not answering a ping.", c.pings_missed),
+        latency_histogram(c),
+        GaugeMetricFamily("ticker_reader_up", "1 if the last read from Redis succeeded.",
+                          1 if reader.connected else 0),
+        GaugeMetricFamily("ticker_ready", "1 if /readyz answers 200.",
+                          1 if runtime.ready else 0),
+        GaugeMetricFamily("ticker_stale",
+                          "1 while readers are told the feed is stale (Redis lost).",
+                          1 if hub.stale else 0),
+        GaugeMetricFamily("ticker_draining", "1 while the process shuts down.",
+                          1 if runtime.draining else 0),
+        GaugeMetricFamily("ticker_reader_lag_seconds",
+                          "Age of the newest entry when it was read (last read that had "
+                          "entries).", reader.lag_ms / 1000),
+        GaugeMetricFamily("ticker_reader_seconds_since_read",
+                          "Seconds since Redis last answered the reader (-1: never).",
+                          round(since, 3)),
         errors,
-        counter("ticker_dead_letters_total", "Dead letters this process recorded.",
-                runtime.dead_letters_written),
-        gauge("ticker_dead_letters_pending", "Dead letters waiting for Redis.",
-              len(runtime.pending_dead)),
-        gauge("ticker_reach_unflushed_items", "Reach counts waiting to be written to Redis.",
-              sum(len(v) for v in runtime.reach.carry.values())),
+        CounterMetricFamily("ticker_dead_letters_total", "Dead letters this process recorded.",
+                            runtime.dead_letters_written),
+        GaugeMetricFamily("ticker_dead_letters_pending", "Dead letters waiting for Redis.",
+                          len(runtime.pending_dead)),
+        GaugeMetricFamily("ticker_reach_unflushed_items",
+                          "Reach counts waiting to be written to Redis.",
+                          sum(len(v) for v in runtime.reach.carry.values())),
     ]
-    return families + process_families()
 
 
-def now_mono() -> float:
-    return time.monotonic()
-
-
-def process_families() -> list[Family]:
-    """The standard process_* metrics (Linux /proc; absent elsewhere)."""
-    out: list[Family] = []
-    times = os.times()
-    out.append(counter("process_cpu_seconds_total", "User and system CPU seconds.",
-                       round(times.user + times.system, 3)))
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        out.append(gauge("process_resident_memory_bytes", "Resident memory.", pages * PAGE_SIZE))
-    with contextlib.suppress(OSError):
-        out.append(gauge("process_open_fds", "Open file descriptors (sockets included).",
-                         len(os.listdir("/proc/self/fd"))))
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    out.append(gauge("process_max_fds", "The open file limit (ulimit -n).",
-                     soft if soft != resource.RLIM_INFINITY else math.inf))
-    out.append(gauge("process_start_time_seconds", "When the process started (epoch s).",
-                     round(STARTED, 3)))
+def labelled(families: Iterable[Metric], worker: str) -> list[Metric]:
+    """`families`, every sample given the `worker` label. In place: a collector makes new
+    families, samples and label dicts each time it is asked."""
+    out = list(families)
+    for family in out:
+        for sample in family.samples:
+            sample.labels["worker"] = worker
     return out
+
+
+class WorkerCollector(Collector):
+    """This process's series: ticker_* read from the counters the hub, the reader and the
+    runtime keep, then process_*; every sample labelled with this worker."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> list[Metric]:
+        families = [*ticker_families(self.runtime, time.time()), *PROCESS.collect()]
+        return labelled(families, self.runtime.worker.label)
+
+
+def merge(groups: Iterable[Iterable[Metric]]) -> list[Metric]:
+    """One family per name, in the order names first appear, with every group's samples
+    (the exposition format wants each family once). Extends the first group's families."""
+    merged: dict[str, Metric] = {}
+    for families in groups:
+        for family in families:
+            first = merged.setdefault(family.name, family)
+            if first is not family:
+                first.samples.extend(family.samples)
+    return list(merged.values())
+
+
+class ScrapeCollector(Collector):
+    """What one GET /metrics answers: this worker's series and, under `--workers N`, every
+    other worker's from its snapshot file, plus `ticker_metrics_age_seconds`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> list[Metric]:
+        mine = WorkerCollector(self.runtime).collect()
+        shared = self.runtime.shared_metrics
+        if shared is None:
+            return mine
+        now = time.time()
+        workers = sorted([(self.runtime.worker.index, now, mine), *shared.others()],
+                         key=lambda worker: worker[0])
+        ages = GaugeMetricFamily(
+            "ticker_metrics_age_seconds",
+            "Age of each worker's series in this answer (0: the answering worker).",
+            labels=["worker"])
+        for index, at, _ in workers:
+            ages.add_metric([str(index)], round(max(0.0, now - at), 3))
+        return merge([*(families for _, _, families in workers), [ages]])
+
+
+def exposition(runtime: Runtime) -> bytes:
+    """The text of one scrape: this process's series plus, under `--workers N`, every other
+    worker's."""
+    return generate_latest(private_registry(ScrapeCollector(runtime)))
 
 
 # -- sharing between workers ----------------------------------------------------------------
 
 
+def family_to_json(family: Metric) -> dict[str, Any]:
+    """A collected family as JSON (stdlib json: it writes and reads Infinity and NaN too)."""
+    return {"name": family.name, "type": family.type, "help": family.documentation,
+            "samples": [[s.name, s.labels, s.value] for s in family.samples]}
+
+
+def family_from_json(raw: dict[str, Any]) -> Metric:
+    """The family `family_to_json` wrote (ValueError, KeyError, TypeError or AttributeError if
+    it is not one). A plain `Metric`: a family read back may be of any type, and the
+    exposition needs only its name, type, help and samples."""
+    family = Metric(str(raw["name"]), str(raw["help"]), str(raw["type"]))
+    family.samples = [Sample(str(name), {str(k): str(v) for k, v in labels.items()}, float(value))
+                      for name, labels, value in raw["samples"]]
+    return family
+
+
 class SharedMetrics:
-    """Each worker's families as a JSON file in one directory (written atomically)."""
+    """Each worker's collected families as a JSON file in one directory (written atomically),
+    with the worker's index and when it wrote them."""
 
     def __init__(self, directory: Path, index: int) -> None:
         self.directory = directory
@@ -248,26 +310,28 @@ class SharedMetrics:
             log.warning("metrics demand not marked (%s)", exc)
         return idle
 
-    def write(self, families: Sequence[Family], now: float | None = None) -> None:
+    def write(self, families: Iterable[Metric], now: float | None = None) -> None:
+        """Replace this worker's file with `families`."""
         body = {"worker": self.index, "at": time.time() if now is None else now,
-                "families": [f.to_json() for f in families]}
+                "families": [family_to_json(family) for family in families]}
         tmp = self.directory / f".worker-{self.index}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(body, separators=(",", ":")))
         os.replace(tmp, self.path(self.index))
 
-    def others(self) -> list[tuple[str, float, list[Family]]]:
-        """(worker, written at, families) of every other worker with a snapshot."""
-        out: list[tuple[str, float, list[Family]]] = []
+    def others(self) -> list[tuple[int, float, list[Metric]]]:
+        """(worker, written at, families) of every other worker with a file, by index."""
+        out: list[tuple[int, float, list[Metric]]] = []
         for path in sorted(self.directory.glob("worker-*.json")):
             try:
                 raw = json.loads(path.read_text())
-                if int(raw["worker"]) == self.index:
+                worker = int(raw["worker"])
+                if worker == self.index:
                     continue
-                out.append((str(raw["worker"]), float(raw["at"]),
-                            [Family.from_json(f) for f in raw["families"]]))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                out.append((worker, float(raw["at"]),
+                            [family_from_json(family) for family in raw["families"]]))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("metrics snapshot %s unreadable (%s); skipped", path.name, exc)
-        return out
+        return sorted(out, key=lambda worker: worker[0])
 
     def remove(self, index: int) -> None:
         with contextlib.suppress(OSError):
@@ -275,75 +339,14 @@ class SharedMetrics:
 
     async def run(self, runtime: Runtime, interval: float = SNAPSHOT_EVERY) -> None:
         """Write this worker's snapshot every `interval` seconds until cancelled."""
+        collector = WorkerCollector(runtime)
         while True:
             try:
                 if self.wanted():
-                    self.write(collect(runtime))
+                    self.write(collector.collect())
             except OSError as exc:
                 log.warning("metrics snapshot not written (%s)", exc)
             await ticks.tick(interval)
-
-
-# -- rendering ------------------------------------------------------------------------------
-
-
-def fmt(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def render(workers: Iterable[tuple[str, Sequence[Family]]]) -> str:
-    """The exposition text: each family once (HELP, TYPE), with every worker's samples."""
-    order: list[str] = []
-    meta: dict[str, Family] = {}
-    lines_of: dict[str, list[str]] = {}
-    for worker, families in workers:
-        for family in families:
-            if family.name not in meta:
-                order.append(family.name)
-                meta[family.name] = family
-                lines_of[family.name] = []
-            lines = lines_of[family.name]
-            for suffix, labels, value in family.samples:
-                pairs = [*labels, ("worker", worker)]
-                text = ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
-                lines.append(f"{family.name}{suffix}{{{text}}} {fmt(value)}")
-    out: list[str] = []
-    for name in order:
-        family = meta[name]
-        out.append(f"# HELP {name} {family.help}")
-        out.append(f"# TYPE {name} {family.kind}")
-        out.extend(lines_of[name])
-    return "\n".join(out) + "\n"
-
-
-def exposition(runtime: Runtime) -> str:
-    """This process's series plus, under `--workers N`, every other worker's."""
-    now = time.time()
-    mine = collect(runtime, now)
-    index = str(runtime.worker.index)
-    shared = runtime.shared_metrics
-    if shared is None:
-        return render([(index, mine)])
-
-    def age(seconds: float) -> Family:
-        return gauge("ticker_metrics_age_seconds",
-                     "Age of each worker's series in this answer (0: the answering worker).",
-                     round(max(0.0, seconds), 3))
-
-    workers: list[tuple[str, Sequence[Family]]] = [(index, [*mine, age(0.0)])]
-    for worker, at, families in shared.others():
-        workers.append((worker, [*families, age(now - at)]))
-    return render(sorted(workers, key=lambda w: int(w[0])))
 
 
 async def endpoint(request: Request) -> Response:

@@ -22,9 +22,9 @@ import uvicorn
 
 from ticker.app import create_app
 from ticker.embedded import EmbeddedRedis
-from ticker.metrics import Worker
 from ticker.settings import Settings
 from ticker.uvicorn_adapter import TickerHttp, TickerServer, UvicornWebSocket
+from ticker.worker import Worker
 
 log = logging.getLogger("ticker.server")
 

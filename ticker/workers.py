@@ -46,8 +46,8 @@ from types import FrameType
 
 from ticker.errors import ConfigError
 from ticker.logs import configure
-from ticker.metrics import Worker
 from ticker.settings import Settings
+from ticker.worker import Worker
 
 log = logging.getLogger("ticker.workers")
 
