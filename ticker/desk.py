@@ -1,45 +1,134 @@
 """The desk's pages: sign-in and sign-out, the desk itself, and the audit trail.
 
-Pages are templates in `web/` rendered with every value escaped (`ticker.templates`); all
+Pages are Jinja2 templates in `web/` (`login.html`, `message.html`, `desk.html`,
+`audit.html`) rendered by Starlette's `Jinja2Templates` with autoescape on for every template
+and undefined names an error: item text, user names, reasons and every other value are text,
+never HTML, and the markup (channel and expiry choices, audit rows) is in the templates. All
 behaviour is in `web/desk.js` (no inline script: CSP `script-src 'self'`). Forms carry a CSRF
-token: the session's, or before sign-in the nonce of the signed `ticker_login` cookie.
+token: the session's, or before sign-in the nonce of the signed `ticker_login` cookie; their
+urlencoded bodies are read by `read_form` (Starlette's `request.form()`, bounded and strict).
 A request that prefers JSON (`Accept: application/json`) gets the API's JSON errors instead
 of a page. `routes` is this module's and `ticker.deskapi`'s and `ticker.admin`'s routes.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Final
+from typing import Any, Final
+from urllib.parse import unquote_to_bytes, urlencode
 
+import jinja2
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+from starlette.types import Message
 
 from ticker import admin, deskapi
 from ticker.api import runtime_of
 from ticker.audit import AuditEntry
 from ticker.auth import LoginRefused, Principal
 from ticker.errors import ValidationError
-from ticker.forms import FORM_TYPE, read_form
-from ticker.httpio import HTTPError, error_response
+from ticker.httpio import HTTPError, error_response, read_body
 from ticker.items import DEFAULT_TTL, MAX_TEXT
 from ticker.sessions import LOGIN_COOKIE, nonces_match
-from ticker.templates import Markup, join, page, tag, void
 
 FORM_LIMIT: Final = 8 * 1024
+FORM_TYPE: Final = "application/x-www-form-urlencoded"
+NON_ASCII: Final = re.compile(rb"[\x80-\xff]")
+NO_STORE: Final = {"Cache-Control": "no-store"}
 NEXT: Final = re.compile(r"^/desk(?:/[A-Za-z0-9/_.-]*)?$")
 EXPIRY_CHOICES: Final = ((900, "15 minutes"), (1800, "30 minutes"), (3600, "1 hour"),
                          (7200, "2 hours"), (10800, "3 hours"), (21600, "6 hours"),
                          (43200, "12 hours"), (86400, "24 hours"))
 
 
-def template(name: str) -> Path:
+# -- pages and forms ------------------------------------------------------------------------
+
+def utc_text(ms: int) -> str:
+    """Epoch ms as the audit table shows it: `2026-11-27 14:03:09` (UTC)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def utc_iso(ms: int) -> str:
+    """Epoch ms for `<time datetime>`: `2026-11-27T14:03:09.120Z`."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@functools.cache
+def templates() -> Jinja2Templates:
+    """The pages in `web/`, autoescaped, with undefined names an error (not an empty string).
+
+    Each template is compiled once per process (no reload check on every page).
+    """
     from ticker.app import web_dir  # the app module imports this one: resolve late
-    return web_dir() / name
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(web_dir()), autoescape=True,
+        undefined=jinja2.StrictUndefined, auto_reload=False, keep_trailing_newline=True,
+    )
+    env.filters["utc_text"] = utc_text
+    env.filters["utc_iso"] = utc_iso
+    return Jinja2Templates(env=env)
+
+
+def page(request: Request, name: str, context: Mapping[str, Any], status: int = 200
+         ) -> Response:
+    """The template `name` rendered with `context`, never cached by anyone."""
+    return templates().TemplateResponse(request, name, dict(context), status_code=status,
+                                        headers=NO_STORE)
+
+
+async def read_form(request: Request, allowed: Collection[str]) -> dict[str, str]:
+    """The urlencoded form's fields, each at most once and only `allowed` ones.
+
+    Refused: a body over FORM_LIMIT bytes (413; a larger Content-Length before reading
+    anything, a longer stream as soon as it passes the limit), another Content-Type (415),
+    a body that is not UTF-8, raw or once percent-decoded, or has more than one field beyond
+    `allowed` (400), an unknown or repeated field (422 naming it). Malformed escapes such as
+    `%zz` stay literal text, as in every urlencoded parser (WHATWG, `urllib.parse`).
+    """
+    body = await read_body(request, FORM_LIMIT)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != FORM_TYPE:
+        raise HTTPError(415, "unsupported_media_type", f"send Content-Type: {FORM_TYPE}")
+    # Starlette decodes what it parses with errors="replace" (U+FFFD, no error): check first.
+    try:
+        body.decode("utf-8")
+        unquote_to_bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "bad_request", "form is not valid UTF-8") from None
+    # Starlette reads raw (unescaped) bytes as Latin-1; browsers escape every non-ASCII byte,
+    # and escaping the rest the same way keeps a raw UTF-8 name UTF-8 for other clients.
+    escaped = NON_ASCII.sub(lambda m: b"%%%02X" % m[0][0], body)
+
+    async def receive() -> Message:  # the bounded body, for the parser to read once
+        return {"type": "http.request", "body": escaped, "more_body": False}
+
+    try:
+        # One field more than allowed still parses, so that it is refused by name below.
+        # A part cannot exceed the body, which the cap above already bounds.
+        form = await Request(request.scope, receive).form(
+            max_fields=len(allowed) + 1, max_part_size=FORM_LIMIT)
+    except HTTPException as exc:  # Starlette's 400 inside an app
+        raise HTTPError(400, "bad_request", exc.detail) from None
+    except MultiPartException as exc:  # the same outside one
+        raise HTTPError(400, "bad_request", exc.message) from None
+    fields: dict[str, str] = {}
+    for name, value in form.multi_items():
+        if name not in allowed:
+            raise ValidationError(f"unknown field {name[:40]!r}", field=name[:40])
+        if name in fields:
+            raise ValidationError(f"{name} is given twice", field=name)
+        assert isinstance(value, str)  # urlencoded forms have no files
+        fields[name] = value
+    return fields
 
 
 def wants_json(request: Request) -> bool:
@@ -63,23 +152,14 @@ def no_store(response: Response) -> Response:
 
 # -- sign-in -------------------------------------------------------------------------------
 
-def login_page(*, nonce: str, next_path: str, username: str = "", error: str = "",
-               field: str | None = None, status: int = 200) -> Response:
-    path = template("login.html")
-    field_errors = {"username": "", "password": ""}
-    if field in field_errors:
-        field_errors[field] = error
-        error = ""
-    return page(path, {
-        "csrf": nonce, "next": next_path, "username": username,
-        "form_error": error, "form_error_hidden": Markup("" if error else " hidden"),
-        "username_error": field_errors["username"],
-        "username_error_hidden": Markup("" if field_errors["username"] else " hidden"),
-        "username_invalid": "true" if field_errors["username"] else "false",
-        "password_error": field_errors["password"],
-        "password_error_hidden": Markup("" if field_errors["password"] else " hidden"),
-        "password_invalid": "true" if field_errors["password"] else "false",
-    }, status=status)
+def login_page(request: Request, *, nonce: str, next_path: str, username: str = "",
+               error: str = "", field: str | None = None, status: int = 200) -> Response:
+    """The sign-in form; `error` shows next to `field` (user name, password) or above all."""
+    errors = {"form": error, "username": "", "password": ""}
+    if field in ("username", "password"):
+        errors[field], errors["form"] = error, ""
+    return page(request, "login.html", {"csrf": nonce, "next": next_path,
+                                        "username": username, "errors": errors}, status)
 
 
 async def login_form(request: Request) -> Response:
@@ -92,7 +172,7 @@ async def login_form(request: Request) -> Response:
     if await auth.current(request) is not None:
         return RedirectResponse(next_path, status_code=303)
     nonce = secrets.token_urlsafe(24)
-    response = login_page(nonce=nonce, next_path=next_path)
+    response = login_page(request, nonce=nonce, next_path=next_path)
     await auth.set_login_cookie(response, request, nonce)
     return response
 
@@ -100,7 +180,7 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     auth = runtime_of(request).newsroom.auth
     as_json = wants_json(request)
-    form = await read_form(request, FORM_LIMIT, {"username", "password", "csrf", "next"})
+    form = await read_form(request, {"username", "password", "csrf", "next"})
     next_path = check_next(form.get("next"))
     username = form.get("username", "").strip()[:64]
 
@@ -110,8 +190,8 @@ async def login(request: Request) -> Response:
             return error_response(HTTPError(status, code, message, field=field,
                                             headers=headers))
         nonce = secrets.token_urlsafe(24)
-        response = login_page(nonce=nonce, next_path=next_path, username=username,
-                              error=message, field=field, status=status)
+        response = login_page(request, nonce=nonce, next_path=next_path,
+                              username=username, error=message, field=field, status=status)
         response.headers.update(headers or {})
         await auth.set_login_cookie(response, request, nonce)
         return response
@@ -142,7 +222,7 @@ async def logout(request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     token = None
     if ctype == FORM_TYPE:
-        token = (await read_form(request, FORM_LIMIT, {"csrf"})).get("csrf")
+        token = (await read_form(request, {"csrf"})).get("csrf")
     principal = await auth.current(request)
     if principal is not None:
         # Checked like any write: a cross-site page must not sign editors out.
@@ -163,85 +243,39 @@ async def signed_in(request: Request, role: str) -> Principal | Response:
     if principal is None:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     if not principal.user.can(role):
-        return message_page(403, "Not for your role",
+        return message_page(request, 403, "Not for your role",
                             f"This page needs the {role} role; you are {principal.user.role}.")
     return principal
 
 
-def message_page(status: int, title: str, text: str) -> Response:
-    path = template("message.html")
-    return page(path, {"title": title, "text": text}, status=status)
-
-
-def channel_choices(request: Request) -> Markup:
-    channels = runtime_of(request).settings.channels
-    boxes = []
-    for n, ch in enumerate(channels):
-        box = void("input", type="checkbox", name="channels", value=ch.name, id=f"ch-{ch.name}",
-                   checked=n == 0, data_dir=ch.dir, data_lang=ch.lang, data_title=ch.title)
-        boxes.append(tag("label", box, f" {ch.name} ", tag("span", f"({ch.title})",
-                                                            class_="muted", lang=ch.lang),
-                         class_="check", for_=f"ch-{ch.name}"))
-    return join(boxes)
-
-
-def expiry_choices() -> Markup:
-    defaults = ", ".join(f"{u} {s // 3600} h" for u, s in DEFAULT_TTL.items())
-    options = [tag("option", f"Default by urgency ({defaults})", value="")]
-    options += [tag("option", label, value=str(seconds)) for seconds, label in EXPIRY_CHOICES]
-    return join(options)
+def message_page(request: Request, status: int, title: str, text: str) -> Response:
+    return page(request, "message.html", {"title": title, "text": text}, status)
 
 
 async def desk_page(request: Request) -> Response:
     found = await signed_in(request, "contributor")
     if not isinstance(found, Principal):
         return found
-    path = template("desk.html")
     user = found.user
-    return page(path, {
+    return page(request, "desk.html", {
         "csrf": found.session.csrf, "user": user.name, "role": user.role,
-        "max_text": str(MAX_TEXT), "channel_choices": channel_choices(request),
-        "expiry_choices": expiry_choices(),
-        "submit_label": "Publish" if user.can("editor") else "Send for approval",
-        "audit_link": tag("a", "Audit trail", href="/desk/audit") if user.can("editor")
-        else Markup(""),
-        "ttl_defaults": ",".join(f"{u}:{s}" for u, s in DEFAULT_TTL.items()),
+        "can_edit": user.can("editor"), "max_text": MAX_TEXT,
+        "channels": runtime_of(request).settings.channels,
+        "ttl_defaults": DEFAULT_TTL, "expiry_choices": EXPIRY_CHOICES,
     })
 
 
 # -- the audit trail -----------------------------------------------------------------------
-
-def when(ms: int) -> Markup:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return tag("time", moment.strftime("%Y-%m-%d %H:%M:%S"),
-               datetime=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-
-
-def audit_row(entry: AuditEntry) -> Markup:
-    return tag(
-        "tr",
-        tag("td", when(entry.at), class_="when"),
-        tag("td", entry.user, class_="who"),
-        tag("td", entry.action, class_="what"),
-        tag("td", entry.channel, class_="channel"),
-        tag("td", entry.item, class_="item"),
-        tag("td", tag("bdi", entry.before), class_="before"),
-        tag("td", tag("bdi", entry.after), class_="after"),
-        tag("td", tag("bdi", entry.reason), class_="reason"),
-        tag("td", entry.detail, class_="detail"),
-        data_action=entry.action, data_user=entry.user,
-    )
-
 
 async def audit_page(request: Request) -> Response:
     found = await signed_in(request, "editor")
     if not isinstance(found, Principal):
         return found
     runtime = runtime_of(request)
-    path = template("audit.html")
     params = request.query_params
     errors = {"user": "", "channel": "", "limit": "", "before": ""}
     status = 200
+    entries: list[AuditEntry]
     try:
         query = deskapi.audit_query(request, runtime)
         result = await runtime.newsroom.audit.query(**query)
@@ -252,28 +286,17 @@ async def audit_page(request: Request) -> Response:
         errors[exc.field if exc.field in errors else "user"] = exc.message
         query = {"user": None, "channel": None, "limit": 100}
         entries, older, status = [], None, 422
-    channels = [tag("option", "all channels", value="")] + [
-        tag("option", ch.name, value=ch.name, selected=params.get("channel") == ch.name)
-        for ch in runtime.settings.channels]
-    older_link = Markup("")
+    older_link = ""
     if older:
-        link = f"/desk/audit?before={older}&limit={query['limit']}"
-        for name in ("user", "channel"):
-            if query.get(name):
-                link += f"&{name}={query[name]}"
-        older_link = tag("a", "Older entries", href=link, class_="older")
-    rows = join(audit_row(e) for e in entries) if entries else tag(
-        "tr", tag("td", "No entries.", colspan="9", class_="empty"))
-    values: dict[str, str | Markup] = {
+        link = {"before": older, "limit": query["limit"]}
+        link.update({name: query[name] for name in ("user", "channel") if query.get(name)})
+        older_link = "/desk/audit?" + urlencode(link)
+    return page(request, "audit.html", {
         "csrf": found.session.csrf, "me": found.name, "user_value": params.get("user", ""),
-        "channel_options": join(channels), "rows": rows, "older_link": older_link,
-        "limit": str(query["limit"]),
-    }
-    for name, message in errors.items():
-        values[f"{name}_error"] = message
-        values[f"{name}_error_hidden"] = Markup("" if message else " hidden")
-        values[f"{name}_invalid"] = "true" if message else "false"
-    return page(path, values, status=status)
+        "channels": runtime.settings.channels, "selected_channel": params.get("channel"),
+        "entries": entries, "older_link": older_link, "limit": query["limit"],
+        "errors": errors,
+    }, status)
 
 
 async def session_info(request: Request) -> Response:
