@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ticker import ticks
 from ticker.api import OP_FIELDS, PUBLISH_FIELDS, channel_of, runtime_of, to_fields
 from ticker.auth import Principal
 from ticker.deskstate import desk_state
@@ -52,10 +53,13 @@ from ticker.users import check_name
 FOLD_WAIT: Final = 2.0
 MAX_AHEAD_MS: Final = 30 * 24 * 3600 * 1000
 PAST_TOLERANCE_MS: Final = 60 * 1000
-FEED_TICK: Final = 0.3
-FEED_REFRESH: Final = 1.0
-FEED_LIFETIME: Final = 30.0
-FEED_KEEPALIVE: Final = 15.0
+# The live feed (`events`); what wakes it and how often: ticker.deskfeed.
+FEED_LIFETIME: Final = 30.0  # seconds one response lives; then the browser reconnects
+FEED_KEEPALIVE: Final = 15.0  # a comment after this many seconds without a message
+FEED_GAP: Final = 0.25  # in a burst of changes, one look per this many seconds per desk
+FEED_SESSION_CHECK: Final = 2.0  # seconds between session checks while nothing is sent
+FEED_STALE: Final = b"event: stale\ndata: {}\n\n"
+FEED_ENDED: Final = b"event: ended\ndata: {}\n\n"
 NO_STORE: Final = {"Cache-Control": "no-store"}
 NOOPS: Final = {"hold": "is already held", "release": "is not held", "pin": "is already pinned",
                 "unpin": "is not pinned"}
@@ -354,46 +358,89 @@ async def state(request: Request) -> Response:
         raise unavailable() from None
 
 
+async def feed_view(runtime: Runtime, who: Principal) -> tuple[dict[str, Any], str]:
+    """The desk view for the live feed, built once per change for every open desk of this
+    process (`DeskFeed.shared`), and its key: the view without `now` and `me`, which each
+    desk sets for itself when it sends the view (`who` is the first desk that asked; nothing
+    else in the view depends on who looks). A desk sends a view whose key differs from the
+    last one it sent."""
+    view = await build_state(runtime, who)
+    return view, json.dumps({**view, "now": 0, "me": None}, ensure_ascii=False)
+
+
 async def events(request: Request) -> Response:
     """Server-Sent Events: `state` (the whole desk view) whenever it changes.
+
+    The stream waits on the process's `DeskFeed` (ticker.deskfeed) and looks again only when
+    it moved: an entry folded, a job changed on any node, or the once-a-second refresh
+    (expiries, reach). The view is built once per change for all desks; this desk sends it
+    only when it differs from what it last sent, and in a burst of changes looks at most once
+    per FEED_GAP. `stale`: Redis is unreachable (the next `state` means it is back).
+    `ended`: the session ended; it is checked before every `state` and every
+    FEED_SESSION_CHECK seconds while nothing is sent, so an ended session is never sent
+    another state. A keepalive comment after FEED_KEEPALIVE seconds without a message.
 
     Each response lives FEED_LIFETIME seconds, then ends and the browser reconnects (so a
     restarting node is never held up by desks, and an ended session stops getting state).
     """
     runtime = runtime_of(request)
     newsroom = runtime.newsroom
+    desks = runtime.desk_feed
     who = await newsroom.auth.require(request, "contributor", csrf=False)
+    me = {"name": who.name, "role": who.user.role}
+
+    async def build() -> tuple[dict[str, Any], str]:
+        return await feed_view(runtime, who)
 
     async def feed() -> AsyncIterator[bytes]:
         yield b"retry: 1000\n\n"
-        started = last_built = last_sent = time.monotonic()
-        last_sig: tuple[Any, ...] | None = None
-        last_body: str | None = None
-        while time.monotonic() - started < FEED_LIFETIME:
-            moment = time.monotonic()
-            try:
-                version = await runtime.redis.get(runtime.keys.desk_version)
-                sig = (version, *(ch.state.cursor for ch in runtime.hub.channels.values()))
-                if sig != last_sig or moment - last_built >= FEED_REFRESH:
-                    if await newsroom.auth.current(request) is None:
-                        yield b"event: ended\ndata: {}\n\n"
-                        return
-                    view = await build_state(runtime, who)
-                    last_sig, last_built = sig, moment
-                    body = json.dumps({**view, "now": 0}, ensure_ascii=False)
-                    if body != last_body:
-                        last_body = body
-                        last_sent = moment
-                        data = json.dumps(view, ensure_ascii=False, separators=(",", ":"))
-                        yield b"event: state\ndata: " + data.encode("utf-8") + b"\n\n"
-            except RedisError:
-                yield b"event: stale\ndata: {}\n\n"
-                await asyncio.sleep(1.0)
-                continue
-            if moment - last_sent >= FEED_KEEPALIVE:
-                last_sent = moment
-                yield b": keepalive\n\n"
-            await asyncio.sleep(FEED_TICK)
+        clock = time.monotonic
+        started = last_sent = checked = looked = clock()
+        seen: int | None = None  # the feed version this desk last looked at
+        last_key: str | None = None  # the key of the view last sent (None: send the next)
+        told_stale = False
+        with desks.watching():
+            while clock() - started < FEED_LIFETIME:
+                if seen == desks.version:
+                    wake = min(started + FEED_LIFETIME, last_sent + FEED_KEEPALIVE,
+                               checked + FEED_SESSION_CHECK)
+                    await desks.wait(seen, wake - clock())
+                    if seen != desks.version and clock() - looked < FEED_GAP:
+                        # A burst: one look per gap, on a tick every desk shares (so one
+                        # build serves them all).
+                        await ticks.tick(FEED_GAP)
+                moment = clock()
+                stale = False
+                try:
+                    if seen != desks.version:
+                        first, seen, looked = seen is None, desks.version, moment
+                        stale = desks.stale and not first  # the watcher cannot reach Redis
+                        if not stale:
+                            view, key = await desks.shared(build)
+                            if key != last_key:
+                                checked = moment
+                                if await newsroom.auth.current(request) is None:
+                                    yield FEED_ENDED
+                                    return
+                                last_key, last_sent, told_stale = key, moment, False
+                                data = json.dumps({**view, "now": now_ms(), "me": me},
+                                                  ensure_ascii=False, separators=(",", ":"))
+                                yield b"event: state\ndata: " + data.encode("utf-8") + b"\n\n"
+                    if not stale and moment - checked >= FEED_SESSION_CHECK:
+                        checked = moment
+                        if await newsroom.auth.current(request) is None:
+                            yield FEED_ENDED
+                            return
+                except RedisError:
+                    stale = True
+                if stale:
+                    last_key = None  # the next view is sent, even unchanged: Redis is back
+                    if not told_stale:
+                        told_stale, last_sent = True, moment
+                        yield FEED_STALE
+                if moment - last_sent >= FEED_KEEPALIVE:
+                    last_sent = moment
+                    yield b": keepalive\n\n"
 
     return StreamingResponse(feed(), media_type="text/event-stream",
                              headers={**NO_STORE, "X-Accel-Buffering": "no"})

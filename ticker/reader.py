@@ -63,6 +63,7 @@ class Reader:
         count: int = 500,
         block_ms: int = 1000,
         on_rejected: Callable[[Sequence[Rejection]], Awaitable[None]] | None = None,
+        on_applied: Callable[[], None] | None = None,
     ) -> None:
         self.redis = redis
         self.hub = hub
@@ -70,6 +71,7 @@ class Reader:
         self.count = count
         self.block_ms = block_ms
         self.on_rejected = on_rejected
+        self.on_applied = on_applied  # called after each batch is folded (the desk feed)
         self.streams = {keys.stream(name): name for name in hub.channels}
         # The streams one XREAD may name together: all of them, or one slot's in a cluster.
         self.groups: list[dict[str, str]] = [self.streams]
@@ -206,6 +208,8 @@ class Reader:
     async def _apply(self, name: str, rows: Sequence[Any]) -> None:
         entries = [(_id(entry_id), fields) for entry_id, fields in rows]
         rejected = self.hub.channels[name].apply(entries, now_ms(), live=self.bootstrapped)
+        if self.on_applied is not None:
+            self.on_applied()
         if rejected:
             for r in rejected:
                 log.warning("rejected entry %s in %s: %s (%s)", r.entry_id, r.channel,

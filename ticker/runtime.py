@@ -19,15 +19,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ticker import redisconn, ticks
+from ticker.deskfeed import DeskFeed
 from ticker.hub import Hub, Rejection
 from ticker.limits import ConnectionCap, Proxies
-from ticker.metrics import SharedMetrics, Worker
+from ticker.metrics import SharedMetrics
 from ticker.newsroom import Newsroom
 from ticker.reach import Reach
 from ticker.reader import Reader
 from ticker.settings import Settings
 from ticker.stopping import stop_tasks, where
 from ticker.store import Keys, Store
+from ticker.worker import Worker
 
 log = logging.getLogger("ticker.runtime")
 
@@ -49,10 +51,12 @@ class Runtime:
             history_limit=settings.stream_maxlen,
             slow_timeout=settings.slow_timeout,
         )
+        # The desks' live feed: woken by the reader after each batch it folds (deskfeed).
+        self.desk_feed = DeskFeed(redis, self.keys)
         self.reader = Reader(
             redis, self.hub, self.keys,
             count=settings.read_count, block_ms=settings.read_block_ms,
-            on_rejected=self._dead_letters,
+            on_rejected=self._dead_letters, on_applied=self.desk_feed.touch,
         )
         # The editors' desk: sign-in, audit, scheduled and pending items (ticker.desk).
         self.newsroom = Newsroom(settings, redis, self.keys, self.hub)
@@ -77,6 +81,7 @@ class Runtime:
             asyncio.create_task(self._housekeeping(), name="ticker-housekeeping"),
             asyncio.create_task(self.reach.run(), name="ticker-reach"),
             asyncio.create_task(self.newsroom.run_scheduler(), name="ticker-scheduler"),
+            asyncio.create_task(self.desk_feed.run(), name="ticker-desk-feed"),
         ]
         self.started = True
         await self._await_bootstrap()
