@@ -1,38 +1,55 @@
 """The JSON API: publish and act on items (bearer token), read what is on air.
 
-Writes validate exactly as the reader does (`items.parse_entry`), then XADD; the reader
+Every request body is decoded into its request Struct (`ticker.contract`: the types and
+constraints /api/openapi.json states), then validated exactly as the reader validates any
+entry (`items.parse_entry`: one line, no control characters, ...), then XADDed; the reader
 fans the entry out like any other publisher's, so HTTP and raw Redis behave the same.
+Answers are built from the response Structs of the same module (the snapshot is the hub's
+cached message, whose shape `contract.Snapshot` describes; tests check it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from typing import Any
+from typing import Any, Final
 
+import msgspec
+from msgspec import Struct
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from ticker.contract import (
+    OP_REQUESTS,
+    Applied,
+    ChannelInfo,
+    Channels,
+    Item,
+    OnAir,
+    Published,
+    PublishRequest,
+    decode,
+    encode,
+    stream_fields,
+)
 from ticker.cors import reader_headers
-from ticker.errors import Unavailable, ValidationError
+from ticker.errors import Unavailable
 from ticker.httpio import HTTPError, read_json_object
 from ticker.hub import ChannelHub
-from ticker.items import MAX_TAGS, OPS, TAGS_PATTERN, entry_fields, parse_entry, parse_stream_id
+from ticker.items import OPS, entry_fields, parse_entry, parse_stream_id
 from ticker.runtime import Runtime
 
 IDEM_TTL = 24 * 3600
-PUBLISH_FIELDS = {"text", "source", "urgency", "link", "tags", "ttl", "expires", "idem"}
-OP_FIELDS: dict[str, set[str]] = {
-    "correct": {"text", "source", "urgency", "link", "tags", "reason"},
-    "kill": {"reason"},
-    "hold": {"reason"},
-    "release": set(),
-    "pin": set(),
-    "unpin": set(),
-    "extend": {"ttl", "expires"},
+# The fields each body takes, as the request Structs define them (the desk decodes its
+# bodies with these too, through `to_fields`).
+PUBLISH_FIELDS: Final[set[str]] = set(PublishRequest.__struct_fields__)
+OP_FIELDS: Final[dict[str, set[str]]] = {
+    op: set(shape.__struct_fields__) for op, shape in OP_REQUESTS.items()}
+REQUESTS: Final[dict[frozenset[str], type[Struct]]] = {
+    frozenset(PUBLISH_FIELDS): PublishRequest,
+    **{frozenset(OP_FIELDS[op]): shape for op, shape in OP_REQUESTS.items()},
 }
 
 
@@ -66,59 +83,20 @@ async def bearer_name(request: Request) -> str:
     return name
 
 
-URGENCY_VALUES = ("flash", "urgent", "breaking", 1, 3, 5)
-TAGS_STRING = re.compile(TAGS_PATTERN)
-
-
 def to_fields(body: dict[str, Any], allowed: set[str]) -> dict[str, str]:
-    """JSON values -> stream field strings, refusing unknown fields and wrong types.
+    """A parsed JSON body -> stream fields, through the request Struct with exactly the
+    fields `allowed` (PUBLISH_FIELDS or one of OP_FIELDS).
 
-    JSON is typed, so types are strict here (the OpenAPI description says the same): tags
-    is a list (or the stream's comma-separated string), ttl an integer, expires an integer
-    (epoch ms) or an ISO 8601 string, urgency a name or an IPTC number. null means "not
-    given".
+    Raises ValidationError naming the field: unknown fields, wrong types and values outside
+    the contract's constraints (`contract.decode`). null means "not given".
     """
-    fields: dict[str, str] = {}
-    for key, value in body.items():
-        if key not in allowed:
-            raise ValidationError(f"unknown field {key!r}", field=key)
-        if value is None:
-            continue
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if key == "tags" and isinstance(value, str):
-            # "a,b": the stream's own form; strict here, as the OpenAPI pattern says.
-            if value.strip() and not TAGS_STRING.fullmatch(value):
-                raise ValidationError(f"tags: up to {MAX_TAGS} comma-separated tags of "
-                                      "a-z, 0-9, '-', '_'", field="tags")
-            fields[key] = value
-        elif key == "tags":
-            # A list names each tag: none may be blank or hide a second one behind a comma.
-            if not isinstance(value, list) or not all(
-                    isinstance(t, str) and t.strip() and "," not in t for t in value):
-                raise ValidationError("tags must be a list of non-empty strings without "
-                                      "commas, or one comma-separated string", field="tags")
-            if len(value) > MAX_TAGS:
-                raise ValidationError(f"at most {MAX_TAGS} tags", field="tags")
-            fields[key] = ",".join(value)
-        elif key == "urgency":
-            if value not in URGENCY_VALUES or isinstance(value, bool):
-                raise ValidationError("urgency must be flash, urgent or breaking (or 1, 3, 5)",
-                                      field="urgency")
-            fields[key] = str(value)
-        elif key == "ttl":
-            if not is_int:
-                raise ValidationError("ttl must be a whole number of seconds", field="ttl")
-            fields[key] = str(value)
-        elif key == "expires":
-            if not (is_int or isinstance(value, str)):
-                raise ValidationError("expires must be epoch milliseconds or an ISO 8601 "
-                                      "string", field="expires")
-            fields[key] = str(value)
-        elif isinstance(value, str):
-            fields[key] = value
-        else:
-            raise ValidationError(f"{key} must be a string", field=key)
-    return fields
+    return stream_fields(decode(body, REQUESTS[frozenset(allowed)]))
+
+
+def json_response(value: Struct, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(encode(value), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) -> str:
@@ -135,9 +113,7 @@ async def publish(request: Request) -> Response:
     by = await bearer_name(request)  # who asks comes first: no token, no other answer
     channel = channel_of(request)
     body = await read_json_object(request, runtime_of(request).settings.max_body)
-    if "text" not in body:
-        raise ValidationError("text is missing", field="text")
-    fields = to_fields(body, PUBLISH_FIELDS)
+    fields = stream_fields(decode(body, PublishRequest))
     fields["by"] = by
     idem = fields.get("idem", "").strip()
     if idem:
@@ -147,13 +123,13 @@ async def publish(request: Request) -> Response:
 
 
 def created(request: Request, channel: ChannelHub, entry_id: str) -> Response:
-    return JSONResponse({"id": entry_id, "cursor": entry_id, "channel": channel.info.name},
-                        status_code=201, headers={"Location": request.url.path + "/" + entry_id})
+    return json_response(Published(id=entry_id, cursor=entry_id, channel=channel.info.name),
+                         201, {"Location": request.url.path + "/" + entry_id})
 
 
 def duplicate(channel: ChannelHub, item_id: str) -> Response:
-    return JSONResponse({"id": item_id, "cursor": item_id, "channel": channel.info.name,
-                         "duplicate": True}, status_code=200)
+    return json_response(Published(id=item_id, cursor=item_id, channel=channel.info.name,
+                                   duplicate=True))
 
 
 async def publish_once(request: Request, channel: ChannelHub, fields: dict[str, str],
@@ -197,7 +173,7 @@ async def act(request: Request) -> Response:
     channel = channel_of(request)
     op = request.path_params["op"]
     item_id = request.path_params["item"]
-    if op not in OP_FIELDS:
+    if op not in OP_REQUESTS:
         raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
                         field="op")
     if parse_stream_id(item_id) is None:
@@ -210,20 +186,19 @@ async def act(request: Request) -> Response:
                         field="item")
     if item.killed:
         raise HTTPError(409, "conflict", f"item {item_id} was killed", field="item")
-    fields = to_fields(body, OP_FIELDS[op])
+    fields = stream_fields(decode(body, OP_REQUESTS[op]))
     fields.update(op=op, item=item_id, by=by)
     entry_id = await append(request, channel, fields)
-    return JSONResponse({"id": item_id, "cursor": entry_id, "op": op,
-                         "channel": channel.info.name}, status_code=201)
+    return json_response(Applied(id=item_id, cursor=entry_id, op=op,
+                                 channel=channel.info.name), 201)
 
 
 async def on_air(request: Request) -> Response:
     channel = channel_of(request)
     now = int(time.time() * 1000)
-    items = [it.public() for it in channel.state.on_air(now)]
-    return JSONResponse({"channel": channel.info.name, "cursor": channel.state.cursor,
-                         "now": now, "items": items},
-                        headers={"Cache-Control": "public, max-age=2"})
+    items = [Item(**it.public()) for it in channel.state.on_air(now)]
+    return json_response(OnAir(channel=channel.info.name, cursor=channel.state.cursor, now=now,
+                               items=items), headers={"Cache-Control": "public, max-age=2"})
 
 
 async def snapshot(request: Request) -> Response:
@@ -238,7 +213,8 @@ async def snapshot(request: Request) -> Response:
 
 async def channels(request: Request) -> Response:
     runtime = runtime_of(request)
-    return JSONResponse({"channels": [c.info() for c in runtime.settings.channels]})
+    infos = [msgspec.convert(c.info(), ChannelInfo) for c in runtime.settings.channels]
+    return json_response(Channels(channels=infos))
 
 
 async def items(request: Request) -> Response:

@@ -4,6 +4,13 @@ Every publisher's entry, whether it came over HTTP or was XADDed raw by another 
 checked by `parse_entry`. An entry that fails raises `ValidationError` naming the field, and
 never reaches a reader. The HTTP API builds stream fields and runs them through the same
 function, so both paths accept exactly the same things.
+
+The rules a JSON Schema can state (lengths, patterns, ranges) are defined once here, as the
+`*_RULE` constraints below, from the same constants and patterns `parse_entry` checks. The
+HTTP API's request shapes (`ticker.contract`), and so its validation and /api/openapi.json,
+are built from these constraints, so the HTTP contract and the stream contract cannot drift.
+What a schema cannot state (NFC normalisation, one line, Unicode categories, which op takes
+what) is code, here, once.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
+
+from msgspec import Meta
 
 from ticker.errors import ValidationError
 
@@ -33,15 +42,17 @@ MAX_BY: Final = 64
 MAX_IDEM: Final = 128
 MAX_REASON: Final = 500
 MAX_TTL: Final = 7 * 24 * 3600
+MAX_EXPIRES: Final = (1 << 53) - 1  # epoch ms; the largest integer a JSON reader keeps exact
 MAX_ENTRY_BYTES: Final = 8 * 1024
 
-STREAM_ID: Final = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
+STREAM_ID_PATTERN: Final = r"([0-9]{1,20})-([0-9]{1,20})"
+STREAM_ID: Final = re.compile(rf"\A{STREAM_ID_PATTERN}\Z")
 # Host (name, IPv4, [IPv6], port), then path/query/fragment in printable ASCII (no spaces).
 LINK: Final = re.compile(r"https://[A-Za-z0-9.\-:\[\]]+(?:[/?#][!-~]*)?")
+TAG_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,31}"
+TAG: Final = re.compile(rf"^{TAG_PATTERN}$")
 # The comma-separated form, as the JSON API accepts it (lower case, no blanks).
-TAGS_PATTERN: Final = (rf"[a-z0-9][a-z0-9_-]{{0,31}}(?:,[a-z0-9][a-z0-9_-]{{0,31}})"
-                       rf"{{0,{MAX_TAGS - 1}}}")
-TAG: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+TAGS_PATTERN: Final = rf"{TAG_PATTERN}(?:,{TAG_PATTERN}){{0,{MAX_TAGS - 1}}}"
 # Bidi embeddings, overrides and isolates: the widget isolates each item itself, and these in
 # a headline can reverse or hide text. Marks (U+200E/U+200F) are allowed: Arabic copy needs them.
 BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -49,6 +60,26 @@ KNOWN_FIELDS: Final = frozenset(
     {"op", "item", "text", "source", "urgency", "link", "tags", "expires", "ttl", "by", "idem",
      "reason"}
 )
+
+# -- the rules a JSON Schema can state, each defined once ------------------------------------
+# `ticker.contract` puts exactly these on the HTTP API's Structs (msgspec checks them there, and
+# /api/openapi.json states them); the checks below enforce the same numbers and patterns on
+# every stream entry, in their own words. Strings are measured as parse_entry measures them:
+# after `normalise_text` (text fields), `str.strip` (link, tags) or `normalise_tag` (one
+# tag). A blank optional string means "not given", so only `text` has a minimum length, and
+# the link and tags patterns match blank (the `\s*` changes nothing for a trimmed value; it
+# tells a reader of the schema that surrounding blanks are fine).
+TEXT_RULE: Final = Meta(min_length=1, max_length=MAX_TEXT)
+SOURCE_RULE: Final = Meta(max_length=MAX_SOURCE)
+IDEM_RULE: Final = Meta(max_length=MAX_IDEM)
+REASON_RULE: Final = Meta(max_length=MAX_REASON)
+LINK_RULE: Final = Meta(max_length=MAX_LINK, pattern=rf"^\s*(?:{LINK.pattern})?\s*$")
+TAG_RULE: Final = Meta(pattern=TAG.pattern)  # one tag, lower-cased and trimmed
+TAGS_RULE: Final = Meta(max_length=MAX_TAGS)  # the list of tags
+TAGS_STRING_RULE: Final = Meta(pattern=rf"^\s*(?:{TAGS_PATTERN})?\s*$")  # the "a,b" form
+TTL_RULE: Final = Meta(ge=1, le=MAX_TTL)
+EXPIRES_RULE: Final = Meta(ge=1, le=MAX_EXPIRES)  # as epoch ms; a string is an ISO 8601 time
+ITEM_RULE: Final = Meta(pattern=f"^{STREAM_ID_PATTERN}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +111,19 @@ def parse_stream_id(value: str) -> tuple[int, int] | None:
     return ms, seq
 
 
+def normalise_text(value: str) -> str:
+    """What every text field becomes before it is checked and kept: NFC, then trimmed."""
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def normalise_tag(value: str) -> str:
+    """What one tag becomes before it is checked and kept: trimmed, lower case."""
+    return value.strip().lower()
+
+
 def check_text(value: str, field: str = "text", limit: int = MAX_TEXT) -> str:
     """NFC-normalise and check one line of plain text; return it stripped."""
-    text = unicodedata.normalize("NFC", value).strip()
+    text = normalise_text(value)
     if not text:
         raise ValidationError(f"{field} is empty", field=field)
     if len(text) > limit:
@@ -119,11 +160,11 @@ def check_link(value: str) -> str:
 
 
 def check_tags(value: str) -> tuple[str, ...]:
-    tags = tuple(dict.fromkeys(t.strip().lower() for t in value.split(",") if t.strip()))
+    tags = tuple(dict.fromkeys(normalise_tag(t) for t in value.split(",") if t.strip()))
     if len(tags) > MAX_TAGS:
         raise ValidationError(f"at most {MAX_TAGS} tags", field="tags")
     for tag in tags:
-        if not TAG.match(tag):
+        if not TAG.match(tag):  # TAG_RULE
             raise ValidationError(
                 f"tag {tag!r} must be 1-32 of a-z, 0-9, '-', '_'", field="tags"
             )
@@ -148,7 +189,7 @@ def check_ttl(value: str) -> int:
         ttl = int(v)
     except ValueError:
         raise ValidationError("ttl must be a whole number of seconds", field="ttl") from None
-    if not 1 <= ttl <= MAX_TTL:
+    if not 1 <= ttl <= MAX_TTL:  # TTL_RULE
         raise ValidationError(f"ttl must be 1..{MAX_TTL} seconds", field="ttl")
     return ttl
 
@@ -170,7 +211,7 @@ def check_expires(value: str) -> int:
         if when.tzinfo is None:
             raise ValidationError("expires needs a time zone (e.g. Z)", field="expires")
         ms = int(when.timestamp() * 1000)
-    if not 0 < ms < 1 << 53:
+    if not 1 <= ms <= MAX_EXPIRES:  # EXPIRES_RULE
         raise ValidationError("expires is out of range", field="expires")
     return ms
 

@@ -1,137 +1,128 @@
 """The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json.
 
-Kept beside the handlers it describes (ticker.api); tests fuzz the API against it, so a
-drift between the two shows up as a failing test, not as a surprise for an integrator.
+Nothing here is a hand-written schema: the component schemas are msgspec's rendering of the
+request and response Structs that ticker.api validates and answers with (ticker.contract),
+and the paths are built from OPERATIONS, one row per operation. tests/test_contract.py
+checks that every route of ticker.api has its operation here and that each request schema is
+exactly its Struct's; tests fuzz the API against the document (schemathesis), so a drift
+shows up as a failing test, not as a surprise for an integrator.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
 
+import msgspec
+from msgspec import Struct
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ticker.items import (
-    LINK,
-    MAX_LINK,
-    MAX_REASON,
-    MAX_SOURCE,
-    MAX_TAGS,
-    MAX_TEXT,
-    MAX_TTL,
-    TAGS_PATTERN,
+from ticker.contract import (
+    OP_REQUESTS,
+    Applied,
+    Channels,
+    Error,
+    OnAir,
+    Published,
+    PublishRequest,
+    Snapshot,
+)
+from ticker.items import ITEM_RULE
+
+REF: Final = "#/components/schemas/{name}"
+# Every write can fail in these ways (see the Error body's `error` and `field`).
+WRITE_ERRORS: Final = (400, 401, 404, 409, 413, 415, 422, 503)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation of the document. Path parameters follow from `path`."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    answers: Mapping[int, tuple[type[Struct], str]]  # status -> (body, description)
+    errors: tuple[int, ...] = ()  # statuses answered with an Error body (429 is added)
+    request: type[Struct] | None = None
+    request_required: bool = True
+    secured: bool = False  # needs `Authorization: Bearer <token>`
+
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    Operation("get", "/api/channels", "channels", "The configured channels (editions)",
+              {200: (Channels, "ok")}),
+    Operation("get", "/api/channels/{channel}/items", "onAir", "What is on air now",
+              {200: (OnAir, "ok")}, errors=(404,)),
+    Operation("post", "/api/channels/{channel}/items", "publish", "Publish an item",
+              {201: (Published, "published"), 200: (Published, "a duplicate of an idem key")},
+              errors=WRITE_ERRORS, request=PublishRequest, secured=True),
+    Operation("get", "/api/channels/{channel}/snapshot", "snapshot",
+              "The snapshot message (docs/protocol.md), cacheable: the polling fallback",
+              {200: (Snapshot, "ok")}, errors=(404,)),
+    *(Operation("post", f"/api/channels/{{channel}}/items/{{item}}/{op}", op,
+                f"{op.capitalize()} an item", {201: (Applied, "appended")},
+                errors=WRITE_ERRORS, request=shape, request_required=False, secured=True)
+      for op, shape in OP_REQUESTS.items()),
 )
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-ITEM_ID = {"name": "item", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"}}
 
-
-def _errors(*codes: int) -> dict[str, Any]:
-    # 429: every address is rate limited (TICKER_RATE_LIMIT).
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": ERROR}}}
-            for c in (*codes, 429)}
-
-
-def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
-
-
-TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
-        "description": "one line of plain text, 1-280 characters after NFC normalisation"}
-FIELDS: dict[str, Any] = {
-    "text": TEXT,
-    "source": {"type": "string", "maxLength": MAX_SOURCE},
-    "urgency": {"enum": ["flash", "urgent", "breaking", 1, 3, 5]},
-    "link": {"type": "string", "maxLength": MAX_LINK, "pattern": "^" + LINK.pattern + "$"},
-    "tags": {"anyOf": [
-        {"type": "array", "maxItems": MAX_TAGS,
-         "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"}},
-        {"type": "string", "description": "comma separated",
-         "pattern": f"^{TAGS_PATTERN}$"}]},
-    "ttl": {"type": "integer", "minimum": 1, "maximum": MAX_TTL},
-    "expires": {"anyOf": [{"type": "integer", "minimum": 1},
-                          {"type": "string", "format": "date-time"}],
-                "description": "epoch milliseconds, or an ISO 8601 time with a zone"},
-    "idem": {"type": "string", "minLength": 1, "maxLength": 128},
-    "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON},
-}
-
-
-def _optional(schema: dict[str, Any]) -> dict[str, Any]:
-    # An optional field may be null or a blank string: both mean "not given".
-    return {"anyOf": [schema, {"type": "null"}, {"type": "string", "pattern": r"^\s*$"}]}
-
-
-def _object(*names: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False,
-            "properties": {n: FIELDS[n] if n in required else _optional(FIELDS[n])
-                           for n in names},
-            "required": list(required)}
+@functools.cache
+def components() -> tuple[dict[type[Struct], dict[str, Any]], dict[str, Any]]:
+    """({Struct: its $ref}, the component schemas) for every Struct the document names."""
+    shapes: list[type[Struct]] = [Error]
+    for operation in OPERATIONS:
+        for shape in (operation.request, *(body for body, _ in operation.answers.values())):
+            if shape is not None and shape not in shapes:
+                shapes.append(shape)
+    refs, schemas = msgspec.json.schema_components(shapes, ref_template=REF)
+    return dict(zip(shapes, refs, strict=True)), schemas
 
 
 def spec(channels: tuple[str, ...] = ("en",)) -> dict[str, Any]:
     """The document for a server with these channels (the `channel` parameter's values)."""
-    channel = {"name": "channel", "in": "path", "required": True,
-               "schema": {"type": "string", "enum": list(channels)}}
-    item = {"type": "object", "required": ["id", "text", "urgency", "ts", "expires"],
-            "properties": {
-                "id": {"type": "string"}, "text": {"type": "string"},
-                "source": {"type": ["string", "null"]}, "urgency": {"type": "string"},
-                "link": {"type": ["string", "null"]},
-                "tags": {"type": "array", "items": {"type": "string"}},
-                "ts": {"type": "integer"}, "expires": {"type": "integer"},
-                "version": {"type": "integer"}, "corrected": {"type": "boolean"},
-                "pinned": {"type": "boolean"}}}
-    created = {"type": "object", "required": ["id", "cursor", "channel"],
-               "properties": {"id": {"type": "string"}, "cursor": {"type": "string"},
-                              "channel": {"type": "string"}, "op": {"type": "string"},
-                              "duplicate": {"type": "boolean"}}}
-    op_bodies = {
-        "correct": _object("text", "source", "urgency", "link", "tags", "reason",
-                           required=("text",)),
-        "kill": _object("reason"), "hold": _object("reason"), "release": _object(),
-        "pin": _object(), "unpin": _object(), "extend": _object("ttl", "expires"),
+    refs, schemas = components()
+    parameters = {
+        "channel": {"name": "channel", "in": "path", "required": True,
+                    "schema": {"type": "string", "enum": list(channels)}},
+        "item": {"name": "item", "in": "path", "required": True,
+                 "description": "the item's id: the stream ID of its publish entry",
+                 "schema": msgspec.json.schema(Annotated[str, ITEM_RULE])},
     }
-    secured: list[dict[str, list[str]]] = [{"bearer": []}]
     # What a client can do next with a published item's id.
     links = {op: {"operationId": op, "parameters": {"channel": "$request.path.channel",
                                                      "item": "$response.body#/id"}}
-             for op in op_bodies}
-    paths: dict[str, Any] = {
-        "/api/channels": {"get": {
-            "summary": "The configured channels (editions)",
-            "responses": {"200": _json({"type": "object"}), **_errors()}}},
-        "/api/channels/{channel}/items": {
-            "get": {"summary": "What is on air now", "parameters": [channel],
-                    "responses": {"200": _json({"type": "object", "properties": {
-                        "items": {"type": "array", "items": item}}}), **_errors(404)}},
-            "post": {"summary": "Publish an item", "operationId": "publish",
-                     "parameters": [channel],
-                     "security": secured,
-                     "requestBody": _body(_object("text", "source", "urgency", "link", "tags",
-                                                  "ttl", "expires", "idem",
-                                                  required=("text",))),
-                     "responses": {"201": {**_json(created, "published"), "links": links},
-                                   "200": _json(created, "a duplicate of an idem key"),
-                                   **_errors(400, 401, 404, 409, 413, 415, 422, 503)}}},
-        "/api/channels/{channel}/snapshot": {"get": {
-            "summary": "The snapshot message (docs/protocol.md), cacheable: the polling fallback",
-            "parameters": [channel],
-            "responses": {"200": _json({"type": "object"}), **_errors(404)}}},
-    }
-    for op, body in op_bodies.items():
-        paths[f"/api/channels/{{channel}}/items/{{item}}/{op}"] = {"post": {
-            "summary": f"{op.capitalize()} an item", "operationId": op,
-            "parameters": [channel, ITEM_ID],
-            "security": secured, "requestBody": _body(body, required=False),
-            "responses": {"201": _json(created, "appended"),
-                          **_errors(400, 401, 404, 409, 413, 415, 422, 503)}}}
+             for op in OP_REQUESTS}
+
+    def content(shape: type[Struct]) -> dict[str, Any]:
+        return {"application/json": {"schema": dict(refs[shape])}}
+
+    paths: dict[str, Any] = {}
+    for op in OPERATIONS:
+        responses: dict[str, Any] = {
+            str(status): {"description": description, "content": content(shape)}
+            for status, (shape, description) in op.answers.items()}
+        if op.operation_id == "publish":
+            responses["201"]["links"] = links
+        # 429: every address is rate limited (TICKER_RATE_LIMIT).
+        for status in (*op.errors, 429):
+            responses[str(status)] = {"description": "error", "content": content(Error)}
+        operation: dict[str, Any] = {"summary": op.summary, "operationId": op.operation_id}
+        names = [name for name in parameters if f"{{{name}}}" in op.path]
+        if names:
+            operation["parameters"] = [parameters[name] for name in names]
+        if op.secured:
+            operation["security"] = [{"bearer": []}]
+        if op.request is not None:
+            operation["requestBody"] = {"required": op.request_required,
+                                        "content": content(op.request)}
+        operation["responses"] = responses
+        paths.setdefault(op.path, {})[op.method] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "ticker", "version": "1",
@@ -139,10 +130,7 @@ def spec(channels: tuple[str, ...] = ("en",)) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {
-                "type": "object", "required": ["error", "message"],
-                "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                               "field": {"type": "string"}}}},
+            "schemas": copy.deepcopy(schemas),
         },
     }
 
