@@ -8,14 +8,14 @@ request (five headers) and on a browser's (eleven):
   `events_received`, `accept`, `send_response`, `data_to_send`;
 - ``library-parse``: the library's parser (`Request.parse` over its stream reader) and
   `accept()` of one shared `ServerProtocol`, `Response.serialize()`;
-- ``httptools+accept``: httptools parses (ticker.wsserver.parse_request), the shared
+- ``httptools+accept``: httptools parses (ticker.transport.websocket.parse_request), the shared
   `accept()` checks and builds the response, `Response.serialize()`;
-- ``ticker``: what ticker.wsserver does: httptools parses, the shared `process_request()`
+- ``ticker``: what ticker.transport.websocket does: httptools parses, the shared `process_request()`
   checks and computes the accept key, and the fixed 101 is written with it.
 
 Each figure is CPU µs per upgrade with the garbage collector on (its cost is part of it).
 Then a reader's pong, parsed by an OPEN-state `ServerProtocol` built for it, and by one
-reused from ticker.wsserver's spares.
+reused from ticker.transport.websocket's spares.
 
     python benchmarks/handshake.py [--n 20000]
 """
@@ -34,7 +34,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
-from ticker.wsserver import SWITCHING, VALIDATOR, parse_request
+from ticker.transport.websocket import SWITCHING, VALIDATOR, parse_request
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 MINIMAL = ("GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"

@@ -25,11 +25,13 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 
-from ticker.embedded import find_redis_server
-from ticker.runtime import Runtime
-from ticker.server import uvicorn_config
-from ticker.settings import Settings
-from ticker.store import Keys, Store, redis_client
+from ticker.node.runtime import Runtime
+from ticker.ops.server import uvicorn_config
+from ticker.process.settings import Settings
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.embedded import find_redis_server
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
 
 TIMEOUT = 10.0 * float(os.environ.get("TICKER_TEST_TIMEOUT_SCALE", "1"))
 ARTIFACTS = Path(os.environ.get("TICKER_TEST_ARTIFACTS", "test-artifacts"))
@@ -184,7 +186,7 @@ async def server(redis_url: str, prefix: str) -> AsyncIterator[Server]:
 
 @pytest.fixture
 async def token(redis: Redis, prefix: str) -> str:
-    return await Store(redis, Keys(prefix)).create_token("tester")
+    return await Tokens(redis, Keys(prefix)).create("tester")
 
 
 async def recv_json(ws: Any, timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""The HTTP API contract (`ticker.contract`) and the document derived from it
-(`ticker.openapi`): pure function calls, no server.
+"""The HTTP API contract (`ticker.core.contract`) and the document derived from it
+(`ticker.transport.openapi`): pure function calls, no server.
 
-- /api/openapi.json is valid OpenAPI 3.1, documents every route of ticker.api and nothing
+- /api/openapi.json is valid OpenAPI 3.1, documents every route of ticker.transport.api and nothing
   else, and its request and response schemas are exactly what the Structs produce;
 - a body is decoded with clear errors naming the field;
 - the Structs and the stream contract (items.parse_entry) cannot drift: whatever the HTTP
@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
-from ticker import api, contract
-from ticker.contract import (
+from ticker.core import contract
+from ticker.core.contract import (
     OP_REQUESTS,
     CorrectRequest,
     ExtendRequest,
@@ -31,8 +31,8 @@ from ticker.contract import (
     decode,
     stream_fields,
 )
-from ticker.errors import ValidationError
-from ticker.items import (
+from ticker.core.errors import ValidationError
+from ticker.core.items import (
     MAX_EXPIRES,
     MAX_IDEM,
     MAX_LINK,
@@ -45,7 +45,8 @@ from ticker.items import (
     URGENCIES,
     parse_entry,
 )
-from ticker.openapi import OPERATIONS, REF, spec
+from ticker.transport import api, reach
+from ticker.transport.openapi import OPERATIONS, REF, spec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ITEM = "1732662000000-0"
@@ -92,7 +93,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 def test_every_route_of_the_api_is_documented_and_nothing_else() -> None:
     documented = set(operations(document()))
     served: set[tuple[str, str]] = set()
-    for route in api.routes:
+    for route in (*api.routes, *reach.routes):
         assert isinstance(route, Route)
         ops = OP_REQUESTS if "{op}" in route.path else {"": None}
         for method in route.methods or ():
@@ -100,7 +101,7 @@ def test_every_route_of_the_api_is_documented_and_nothing_else() -> None:
                 continue
             served |= {(method, route.path.replace("{op}", op)) for op in ops}
     assert served == documented
-    assert len(documented) == 11  # tests/e2e/test_fuzz_http.py expects as many
+    assert len(documented) == 13  # tests/e2e/test_fuzz_http.py expects as many
 
 
 def test_each_request_schema_is_exactly_its_structs() -> None:
@@ -148,9 +149,10 @@ def test_what_integrators_rely_on_is_kept() -> None:
                                                                "scheme": "bearer"}}
     for (method, path), operation in ops.items():
         assert operation["summary"]
-        assert ("security" in operation) == (method == "POST"), path
+        # Writes and reach figures need a token; what readers may read does not.
+        assert ("security" in operation) == (method == "POST" or path.endswith("/reach")), path
         for parameter in operation.get("parameters", []):
-            assert "{" + parameter["name"] + "}" in path
+            assert ("{" + parameter["name"] + "}" in path) == (parameter["in"] == "path")
         if "{channel}" in path:
             channel = next(p for p in operation["parameters"] if p["name"] == "channel")
             assert channel["schema"]["enum"] == ["en", "ar"]

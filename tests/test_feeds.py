@@ -1,4 +1,4 @@
-"""ticker.feeds, pure: what a feed holds, and each format read back by a real parser
+"""ticker.transport.feeds, pure: what a feed holds, and each format read back by a real parser
 (feedparser for RSS and Atom, json for JSON Feed, xml.etree for the RFC 6721 tombstone)."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import feedparser
 import pytest
 from starlette.requests import Request
 
-from ticker.feeds import (
+from ticker.core.channels import Channel
+from ticker.core.items import parse_entry
+from ticker.core.state import ChannelState
+from ticker.transport.feeds import (
     TOMBSTONES,
     FeedContext,
     entry_id,
@@ -23,9 +26,6 @@ from ticker.feeds import (
     rfc3339,
     select,
 )
-from ticker.items import parse_entry
-from ticker.settings import Channel
-from ticker.state import ChannelState
 
 T0 = 1_732_662_000_000
 NASTY = 'Ceasefire <b>"holds"</b> & ]]> </title><script>alert(1)</script>'

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from ticker.hub import RESUME_LIMIT, ZERO, ChannelHub, Hub, Rejection
-from ticker.items import parse_stream_id
-from ticker.protocol import OP_PING, OP_TEXT, PING_FRAME
-from ticker.settings import Channel
-from ticker.state import Rejected
+from ticker.core.channels import Channel
+from ticker.core.framing import OP_PING, OP_TEXT, PING_FRAME
+from ticker.core.hub import RESUME_LIMIT, ZERO, ChannelHub, Hub
+from ticker.core.items import Rejection, parse_stream_id
+from ticker.core.state import Rejected
 
 EN = Channel(name="en", lang="en", dir="ltr", title="Breaking")
 AR = Channel(name="ar", lang="ar", dir="rtl", title="عاجل")
@@ -897,6 +897,11 @@ def test_latency_is_observed_per_event(ch: ChannelHub) -> None:
     subscribed(ch)
     before = sum(ch.counters.latency_counts)
     ch.apply([(sid(1), pub("a")), (sid(2), pub("b")), (sid(3), pub(""))], NOW)
+    assert sum(ch.counters.latency_counts) == before  # observed when the caller says so
+    ch.observe(NOW / 1000 + 0.2)
+    assert sum(ch.counters.latency_counts) == before + 2
+    assert ch.counters.latency_sum >= 0.2 * 2
+    ch.observe(NOW / 1000 + 0.3)  # nothing written since: nothing more observed
     assert sum(ch.counters.latency_counts) == before + 2
 
 

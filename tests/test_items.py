@@ -1,4 +1,4 @@
-"""The stream entry contract (DESIGN §2): `ticker.items`, pure function calls only."""
+"""The stream entry contract (docs/publishing.md): `ticker.core.items`, pure function calls only."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ticker.errors import ValidationError
-from ticker.items import (
+from ticker.core.errors import ValidationError
+from ticker.core.items import (
     BIDI_CONTROLS,
     MAX_ENTRY_BYTES,
     MAX_TTL,

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from ticker import requestid
-from ticker.logs import JsonFormatter, RequestIdFilter, TextFormatter, configure
+from ticker.ops.logs import JsonFormatter, RequestIdFilter, TextFormatter, configure
+from ticker.transport import requestid
 
 
 def record(msg: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:

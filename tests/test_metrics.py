@@ -25,8 +25,9 @@ from redis.asyncio import Redis
 
 from tests.conftest import Server, make_settings, recv_json, recv_until, running_server
 from tests.e2e.rawws import RawClient
-from ticker.hub import Hub
-from ticker.metrics import (
+from ticker.core.channels import Channel
+from ticker.core.hub import Hub
+from ticker.node.metrics import (
     DEMAND_WINDOW,
     SharedMetrics,
     WorkerCollector,
@@ -36,10 +37,9 @@ from ticker.metrics import (
     merge,
     private_registry,
 )
-from ticker.runtime import Runtime
-from ticker.settings import Channel
-from ticker.store import Keys
-from ticker.worker import Worker
+from ticker.node.runtime import Runtime
+from ticker.node.worker import Worker
+from ticker.redis.keys import Keys
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -118,11 +118,13 @@ def test_latency_histogram_over_real_observations() -> None:
 
     # A node folding its backlog at start observes nothing.
     ch.apply([entry(60_000)], now_ms, live=False)
+    ch.observe(time.time())
     assert sum(hub.counters.latency_counts) == 0
     # Ages mid-bucket (this test may be slow by 100 ms and still pass); the last entry's ID
     # is a minute ahead of this clock (a skewed publisher): counted as 0 s.
     ages = [30_000, 3_000, 350, 150, -60_000]
     ch.apply([entry(age) for age in ages], now_ms)
+    ch.observe(time.time())
     samples = parse(text_of(labelled([latency_histogram(hub.counters)], "0")))
     buckets = {lab["le"]: v for lab, v in samples["ticker_publish_to_write_seconds_bucket"]}
     assert list(buckets) == list(LE)
@@ -168,9 +170,11 @@ async def test_a_scrape_answers_for_every_worker(tmp_path: Path, redis_url: str,
         one.hub.channels["en"].apply(
             [(f"{now_ms - 350}-0", {b"text": b"a"}), (f"{now_ms - 150}-0", {b"text": b"b"})],
             now_ms)
+        one.hub.channels["en"].observe(now_ms / 1000)
         for runtime, written in ((one, time.time() - 0.5), (two, time.time())):
-            assert runtime.shared_metrics is not None
-            runtime.shared_metrics.write(WorkerCollector(runtime).collect(), now=written)
+            shared = SharedMetrics.of(runtime.worker)
+            assert shared is not None
+            shared.write(WorkerCollector(runtime).collect(), now=written)
         (tmp_path / "worker-9.json").write_text("{not json")  # skipped
         text = exposition(zero).decode()
     finally:

@@ -30,8 +30,8 @@ def test_wheel_ships_web_assets_and_console_script(tmp_path: Path) -> None:
         scripts = zf.read(entry_points).decode()
     for asset in ("ticker.js", "index.html"):
         assert f"ticker/web/{asset}" in names
-    assert "ticker/app.py" in names and "ticker/wsserver.py" in names
-    assert "ticker = ticker.cli:main" in scripts
+    assert "ticker/ops/app.py" in names and "ticker/transport/websocket.py" in names
+    assert "ticker = ticker.ops.cli:main" in scripts
 
 
 def uv_path() -> str:

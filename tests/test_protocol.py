@@ -1,4 +1,4 @@
-"""Wire messages and websocket framing (docs/protocol.md): `ticker.protocol`."""
+"""Wire messages and websocket framing (docs/protocol.md): `ticker.core.messages`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import struct
 
 import pytest
 
-from ticker.protocol import (
-    OP_PING,
-    OP_TEXT,
-    PING_FRAME,
-    dumps,
-    event_json,
-    events_payload,
-    frame,
-    snapshot_payload,
-)
+from ticker.core.framing import OP_PING, OP_TEXT, PING_FRAME, frame
+from ticker.core.messages import dumps, event_json, events_payload, snapshot_payload
 
 
 @pytest.mark.parametrize(

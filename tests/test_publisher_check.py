@@ -1,4 +1,4 @@
-"""`ticker.publisher.check`: the client-side validation, identical to every node's."""
+"""`ticker.redis.publisher.check`: the client-side validation, identical to every node's."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ticker.errors import ValidationError
-from ticker.items import parse_entry
-from ticker.publisher import check
+from ticker.core.errors import ValidationError
+from ticker.core.items import parse_entry
+from ticker.redis.publisher import check
 
 ITEM = "1732662000000-0"
 

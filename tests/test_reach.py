@@ -22,10 +22,11 @@ from tests.conftest import (
     recv_until,
     running_server,
 )
-from ticker.hub import Hub
-from ticker.reach import RETENTION_MS, Reach
-from ticker.settings import parse_channels
-from ticker.store import Keys, redis_client
+from ticker.core.hub import Hub
+from ticker.process.settings import parse_channels
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
+from ticker.redis.reach import RETENTION_MS, Reach
 
 
 def hub_with(counts: dict[str, dict[str, int]]) -> Hub:

@@ -8,16 +8,16 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from ticker.errors import ConfigError
-from ticker.redisconn import (
+from ticker.core.errors import ConfigError
+from ticker.process.settings import Settings
+from ticker.redis.connection import (
     FollowingSentinelPool,
     SentinelRedis,
     connect,
     follow_failover,
     parse_sentinel_url,
 )
-from ticker.settings import Settings
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 
 def test_sentinel_url_parts() -> None:

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ticker.errors import ConfigError
-from ticker.settings import (
-    RTL_LANGUAGES,
-    SETTINGS,
-    Channel,
-    Settings,
-    parse_channels,
-)
+from ticker.core.channels import Channel
+from ticker.core.errors import ConfigError
+from ticker.process.settings import RTL_LANGUAGES, SETTINGS, Settings, parse_channels
 
 
 def config_error(env: dict[str, str], overrides: dict[str, object] | None = None) -> ConfigError:

@@ -1,5 +1,5 @@
-"""ticker.sse without a server: SSEConnection against a real ChannelHub (queue, block at the
-cap, exact catch-up when drained, drop), and the cursor rules of the request."""
+"""ticker.transport.sse without a server: SSEConnection against a real ChannelHub (queue,
+block at the cap, exact catch-up when drained, drop), and the cursor rules of the request."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import json
 import pytest
 from starlette.requests import Request
 
-from ticker.httpio import HTTPError
-from ticker.hub import Hub
-from ticker.settings import Channel
-from ticker.sse import SSEConnection, cursor_of
+from ticker.core.channels import Channel
+from ticker.core.errors import HTTPError
+from ticker.core.hub import Hub
+from ticker.transport.sse import SSEConnection, cursor_of
 
 EN = Channel(name="en", lang="en", dir="ltr", title="Breaking")
 T0 = 1_732_662_000_000

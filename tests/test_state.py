@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ticker.errors import ValidationError
-from ticker.items import DEFAULT_TTL, Entry, parse_entry, parse_stream_id
-from ticker.state import IDEM_WINDOW_MS, ChannelState, Item, Rejected, stream_ms
+from ticker.core.errors import ValidationError
+from ticker.core.items import DEFAULT_TTL, Entry, parse_entry, parse_stream_id
+from ticker.core.state import IDEM_WINDOW_MS, ChannelState, Item, Rejected, stream_ms
 
 T0 = 1_732_662_000_000
 HOUR = 3_600_000

@@ -1,4 +1,4 @@
-"""ticker.stopping: background tasks end at shutdown even when a cancel goes astray."""
+"""ticker.process.stopping: background tasks end at shutdown even when a cancel goes astray."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 
 from redis.exceptions import RedisError
 
-from ticker import redisconn
-from ticker.stopping import stop_tasks, where
+from ticker.process.stopping import stop_tasks, where
+from ticker.redis import connection as redisconn
 
 
 async def xread_loop(client: redisconn.Redis) -> None:
-    """The shape of ticker.reader's loop: XREAD BLOCK, and go on after a Redis error."""
+    """The shape of ticker.redis.reader's loop: XREAD BLOCK, and go on after a Redis error."""
     while True:
         try:
             await client.xread({"nothing-here": "$"}, count=10, block=200)

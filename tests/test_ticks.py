@@ -1,4 +1,4 @@
-"""ticker.ticks: periodic jobs of one process fall due together."""
+"""ticker.process.ticks: periodic jobs of one process fall due together."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import uvloop
 
-from ticker.ticks import EARLY, tick, until_next
+from ticker.process.ticks import EARLY, tick, until_next
 
 
 def test_until_next_is_the_next_multiple_and_never_a_tick_just_served() -> None:

@@ -8,10 +8,10 @@ import pytest
 from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
-from ticker.errors import ValidationError
-from ticker.sessions import CookieCodec, Sessions, load_secret
-from ticker.store import Keys
-from ticker.users import MIN_PASSWORD, Users, check_name, check_password, check_role
+from ticker.core.errors import ValidationError
+from ticker.newsroom.sessions import CookieCodec, Sessions, load_secret
+from ticker.newsroom.users import MIN_PASSWORD, Users, check_name, check_password, check_role
+from ticker.redis.keys import Keys
 
 PW = "correct horse battery staple"
 

@@ -1,4 +1,4 @@
-"""The pure helpers of the websocket endpoint (`ticker.wsserver`); the endpoint itself is
+"""The pure helpers of the websocket endpoint (`ticker.transport.websocket`); the endpoint itself is
 tested over real sockets in tests/e2e (test_rfc6455, test_hostile_ws, test_ws_upgrade)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from tests.e2e.rawws import client_frame
-from ticker.wsserver import short_reason, wire_size
+from ticker.transport.websocket import short_reason, wire_size
 
 
 @pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 70000])

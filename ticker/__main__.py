@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ticker.cli import main
+from ticker.ops.cli import main
 
 raise SystemExit(main())

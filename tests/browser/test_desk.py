@@ -15,7 +15,7 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.conftest import ARTIFACTS, RedisServer, Server, make_settings, running_server
 from tests.e2e.deskkit import PASSWORD, add_user
-from ticker.store import redis_client
+from ticker.redis.connection import connect as redis_client
 
 SECOND = 1000
 

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import TIMEOUT, RedisServer, Server, make_settings, running_server
 from tests.e2e.deskkit import Desk, add_user, login_form
-from ticker.store import redis_client
+from ticker.redis.connection import connect as redis_client
 
 TRIP = "window.__xss=(window.__xss||0)+1"
 # At most 64 characters (the sign-in form keeps that much of a user name), no comma (the

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.conftest import ARTIFACTS, TIMEOUT, Server, free_port, make_settings, running_server
 from tests.e2e.ticker_node import node, start_node
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 pytestmark = pytest.mark.browser
 

@@ -18,9 +18,9 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import ARTIFACTS, TIMEOUT, RedisServer, Server, make_settings, running_server
 from tests.e2e.deskkit import PASSWORD, Desk, add_user
-from ticker.errors import ValidationError
-from ticker.items import BIDI_CONTROLS, MAX_TEXT, check_text
-from ticker.store import redis_client
+from ticker.core.errors import ValidationError
+from ticker.core.items import BIDI_CONTROLS, MAX_TEXT, check_text
+from ticker.redis.connection import connect as redis_client
 
 TRIP = "window.__xss=(window.__xss||0)+1"
 CORPUS = [

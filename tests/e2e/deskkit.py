@@ -10,8 +10,8 @@ import httpx
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server
-from ticker.store import Keys
-from ticker.users import Users
+from ticker.newsroom.users import Users
+from ticker.redis.keys import Keys
 
 PASSWORD = "correct horse battery staple"
 NONCE = re.compile(r'name="csrf" value="([^"]+)"')

@@ -1,4 +1,4 @@
-"""Every answer of the JSON API has exactly the shape its response Struct (ticker.contract)
+"""Every answer of the JSON API has exactly the shape its response Struct (ticker.core.contract)
 and so /api/openapi.json describe: real server, real Redis, every operation once."""
 
 from __future__ import annotations
@@ -11,18 +11,10 @@ import httpx
 import msgspec
 
 from tests.conftest import TIMEOUT, Server
-from ticker import contract
-from ticker.contract import (
-    Applied,
-    Channels,
-    Error,
-    Item,
-    OnAir,
-    Published,
-    Snapshot,
-)
-from ticker.items import parse_stream_id
-from ticker.openapi import spec
+from ticker.core import contract
+from ticker.core.contract import Applied, Channels, Error, Item, OnAir, Published, Snapshot
+from ticker.core.items import parse_stream_id
+from ticker.transport.openapi import spec
 
 S = msgspec.Struct
 
@@ -101,6 +93,15 @@ async def test_every_answer_has_its_structs_shape(server: Server, token: str) ->
             applied = exactly(Applied, r, 201)
             assert (applied.id, applied.op, applied.channel) == (published.id, op, "en")
             await folded(server, "en", applied.cursor)
+
+        # Reach: the figures readers' screens add up to, by item and by channel.
+        reach = exactly(contract.ItemReach, await http.get(
+            f"/api/channels/en/items/{published.id}/reach", headers=auth))
+        assert (reach.channel, reach.id, reach.reach) == ("en", published.id, 0)
+        several = exactly(contract.ChannelReach, await http.get(
+            f"/api/channels/en/reach?ids={published.id}", headers=auth))
+        assert several.reach == {published.id: 0}
+        exactly(Error, await http.get(f"/api/channels/en/items/{published.id}/reach"), 401)
 
         # Errors: the Error body, naming the field.
         cases = [

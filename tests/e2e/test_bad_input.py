@@ -11,7 +11,8 @@ import websockets
 from redis.asyncio import Redis
 
 from tests.conftest import Server, recv_json
-from ticker.store import Keys, Store
+from ticker.redis.deadletters import DeadLetters
+from ticker.redis.keys import Keys
 
 
 def auth(token: str) -> dict[str, str]:
@@ -123,7 +124,7 @@ async def test_malformed_stream_entries_are_rejected_and_the_next_good_one_arriv
     assert hub.counters.rejected == len(bad_entries)
     # Each is recorded once in the dead-letter stream, with its reason.
     for _ in range(50):
-        letters = await Store(redis, keys).dead_letters(100)
+        letters = await DeadLetters(redis, keys).latest(100)
         if len(letters) == len(bad_entries):
             break
         import asyncio

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import Server
 from tests.e2e.deskkit import Desk, add_user
-from ticker.audit import Audit
-from ticker.store import Keys
+from ticker.newsroom.audit import Audit
+from ticker.redis.keys import Keys
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.deskkit import post_login
-from ticker.store import Keys
-from ticker.users import Users
+from ticker.newsroom.users import Users
+from ticker.redis.keys import Keys
 
 TICKER = [sys.executable, "-m", "ticker"]
 

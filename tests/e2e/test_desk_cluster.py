@@ -10,8 +10,9 @@ from pathlib import Path
 from tests.conftest import TIMEOUT, make_settings, running_server
 from tests.e2e.deskkit import PASSWORD, Desk
 from tests.e2e.test_redis_deployments import redis_cluster
-from ticker.store import Keys, redis_client
-from ticker.users import Users
+from ticker.newsroom.users import Users
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
 
 
 async def test_the_desk_works_on_a_redis_cluster(tmp_path: Path, prefix: str) -> None:

@@ -1,4 +1,4 @@
-"""The desk's live feed, pushed (ticker.deskfeed): what it costs Redis while nothing happens,
+"""The desk's live feed, pushed (ticker.node.deskfeed): what it costs Redis while nothing happens,
 how fast another node's changes reach it, and its `stale`, keepalive and lifetime.
 
 Real redis-server, real uvicorn; Redis commands are counted with MONITOR (only this test's
@@ -23,8 +23,10 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server, start_redis
 from tests.e2e.deskkit import Desk, add_user
-from ticker import deskapi, deskfeed
-from ticker.store import Keys, redis_client
+from ticker.desk import api as deskapi
+from ticker.node import deskfeed
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
 
 DESKS = 20
 WINDOW = 3.0  # seconds of quiet while Redis commands are counted

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server
 from tests.e2e.deskkit import Desk, add_user, login_form
-from ticker.desk import FORM_LIMIT
+from ticker.desk.pages import FORM_LIMIT
 
 FORM = "application/x-www-form-urlencoded"
 JSON = {"Accept": "application/json"}

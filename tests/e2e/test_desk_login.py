@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.deskkit import PASSWORD, Desk, add_user, login_form, post_login
-from ticker.ratelimit import account_key
-from ticker.store import Keys
-from ticker.users import Users
+from ticker.newsroom.signin_limits import account_key
+from ticker.newsroom.users import Users
+from ticker.redis.keys import Keys
 
 
 def cookie_attrs(response: httpx.Response, name: str) -> dict[str, str]:

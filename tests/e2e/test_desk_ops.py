@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, recv_json, recv_until
 from tests.e2e.deskkit import Desk, add_user
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 
 @pytest.fixture

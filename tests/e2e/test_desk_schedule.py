@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, recv_json, recv_until, running_server
 from tests.e2e.deskkit import Desk, add_user
-from ticker.jobs import LEASE_MS, Job
-from ticker.store import Keys
+from ticker.newsroom.jobs import LEASE_MS, Job
+from ticker.redis.keys import Keys
 
 
 def now_ms() -> int:

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TIMEOUT, free_port
-from ticker.embedded import running_url
+from ticker.redis.embedded import running_url
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

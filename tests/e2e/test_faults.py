@@ -19,7 +19,9 @@ from redis.asyncio import Redis
 from tests.conftest import TIMEOUT, free_port, make_settings, running_server, start_redis
 from tests.e2e.rawws import RawClient
 from tests.e2e.verifier import Record, verify, visible_events
-from ticker.store import Keys, Store, redis_client
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
 
 
 async def wait_until(predicate: Any, what: str, timeout: float = TIMEOUT) -> None:
@@ -53,7 +55,7 @@ async def test_every_acknowledged_publish_survives_redis_kill_9_with_aof(
     url = redis_proc.url
     client = redis_client(url)
     try:
-        token = await Store(client, Keys(prefix)).create_token("aof")
+        token = await Tokens(client, Keys(prefix)).create("aof")
         async with running_server(make_settings(url, prefix)) as server:
             async with websockets.connect(server.ws()) as ws:
                 cursor = json.loads(await ws.recv())["cursor"]

@@ -15,8 +15,8 @@ import httpx
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
-from ticker.feeds import TOMBSTONES, entry_id, rfc3339
-from ticker.store import Keys
+from ticker.redis.keys import Keys
+from ticker.transport.feeds import TOMBSTONES, entry_id, rfc3339
 
 NASTY = '<img src=x onerror=alert(1)> "Fire" & smoke at the <b>port</b>'
 

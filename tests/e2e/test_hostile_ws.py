@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, recv_json, running_server
 from tests.e2e.rawws import RawClient, client_frame
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 
 async def closed_with(client: RawClient) -> int:
@@ -132,7 +132,7 @@ async def test_http_requests_per_address_are_rate_limited(redis_url: str, prefix
 async def test_silent_and_half_sent_connections_are_closed(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ticker import wsserver
+    from ticker.transport import websocket as wsserver
 
     monkeypatch.setattr(wsserver, "HANDSHAKE_TIMEOUT", 0.5)
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""An idle server wakes about twice a second, not twenty times (ticker.ticks).
+"""An idle server wakes about twice a second, not twenty times (ticker.process.ticks).
 
 Every wake-up of an idle process is CPU that a small fan-out pays for (docs/performance.md):
 with 1,000 readers, uvicorn's 10 Hz loop, a 4 Hz scheduler poll and a supervisor polling its

@@ -15,8 +15,10 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, RedisServer, Server, make_settings, running_server
 from tests.e2e.deskkit import PASSWORD, Desk, add_user
-from ticker.store import Keys, Store, redis_client
-from ticker.users import Users
+from ticker.newsroom.users import Users
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
 
 ROLES = ("contributor", "editor", "admin")
 RANK = {"contributor": 1, "editor": 2, "admin": 3}
@@ -96,7 +98,7 @@ def fixed(path: str, body: Callable[[], dict[str, Any] | None]) -> Setup:
 
 async def revoke_setup(w: World) -> tuple[str, dict[str, Any] | None]:
     name = "tok-" + uuid.uuid4().hex[:8]
-    await Store(w.redis, Keys(w.prefix)).create_token(name)
+    await Tokens(w.redis, Keys(w.prefix)).create(name)
     return f"/desk/api/tokens/{name}/revoke", None
 
 

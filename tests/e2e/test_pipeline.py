@@ -11,7 +11,7 @@ import websockets
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, recv_json, recv_until
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 
 def publishes(frame: dict[str, Any]) -> list[str]:

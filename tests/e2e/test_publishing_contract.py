@@ -13,8 +13,10 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from tests.conftest import TIMEOUT, Server, make_settings, recv_json, running_server
-from ticker import publisher
-from ticker.store import Keys, Store
+from ticker.redis import publisher
+from ticker.redis.deadletters import DeadLetters
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
 
 
 async def test_publisher_only_acl_user_can_xadd_and_nothing_else(
@@ -37,7 +39,7 @@ async def test_publisher_only_acl_user_can_xadd_and_nothing_else(
             frame = await recv_json(ws)
             assert frame["events"][0]["item"]["id"] == item_id
         # Secrets and the audit trail are out of reach, and so is reading any stream.
-        await Store(redis, keys).create_token("someone")
+        await Tokens(redis, keys).create("someone")
         await redis.xadd(f"{prefix}:audit", {"who": "x"})
         await redis.hset(f"{prefix}:user:alice", mapping={"hash": "argon2..."})
         forbidden = [
@@ -69,7 +71,7 @@ async def test_a_bad_entry_is_dead_lettered_once_however_many_nodes_read_it(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)
-        letters = await Store(redis, keys).dead_letters()
+        letters = await DeadLetters(redis, keys).latest()
     assert len(letters) == 2
     by_id = {f["entry_id"]: f for _, f in letters}
     assert by_id[bad.decode()]["reason"] == "text must be one line"
@@ -109,7 +111,7 @@ async def test_deadletter_cli_lists_rejections(
 ) -> None:
     await redis.xadd(Keys(prefix).stream("en"), {"op": "explode"})
     deadline = time.monotonic() + TIMEOUT
-    while not await Store(redis, Keys(prefix)).dead_letters():
+    while not await DeadLetters(redis, Keys(prefix)).latest():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     proc = await asyncio.create_subprocess_exec(

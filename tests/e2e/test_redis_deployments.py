@@ -24,10 +24,12 @@ from redis.crc import key_slot
 
 from tests.conftest import TIMEOUT, free_port, make_settings, running_server
 from tests.e2e.fleet import check_exact, publish_burst, start_readers, stop_readers, wait_for
-from ticker.embedded import find_redis_server
-from ticker.redisconn import follow_failover
-from ticker.settings import Settings
-from ticker.store import Keys, Store, redis_client
+from ticker.process.settings import Settings
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.connection import follow_failover
+from ticker.redis.embedded import find_redis_server
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
 
 
 @dataclass
@@ -84,7 +86,7 @@ async def exercise(settings: Settings, client: Redis, channels: tuple[str, ...] 
                    ) -> None:
     """The whole pipeline on one deployment: token, HTTP publish, raw XADD, readers, reach."""
     keys = Keys.for_settings(settings)
-    token = await Store(client, keys).create_token("deploy-test")
+    token = await Tokens(client, keys).create("deploy-test")
     async with running_server(settings) as server, \
             httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
         for channel in channels:
@@ -103,7 +105,7 @@ async def exercise(settings: Settings, client: Redis, channels: tuple[str, ...] 
                 assert reach == 3
             finally:
                 await stop_readers(readers)
-    assert await Store(client, keys).revoke_token("deploy-test")  # a MULTI over two keys
+    assert await Tokens(client, keys).revoke("deploy-test")  # a MULTI over two keys
 
 
 async def wait_reach(http: httpx.AsyncClient, token: str, channel: str, item: str,
@@ -230,7 +232,7 @@ async def test_sentinel_follows_a_failover_and_loses_nothing(
         keys = Keys.for_settings(settings)
         try:
             await exercise(settings, client)
-            token = await Store(client, keys).create_token("failover")
+            token = await Tokens(client, keys).create("failover")
             async with running_server(settings) as server, \
                     httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
                 readers = await start_readers(5, lambda c: server.ws("en", c))

@@ -17,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT, make_settings, running_server, start_redis
 from tests.e2e.fleet import check_exact, publish_burst, start_readers, stop_readers, wait_for
-from ticker.store import Keys, Store, redis_client
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
 
 
 def metric(text: str, name: str) -> float:
@@ -36,7 +38,7 @@ async def test_redis_outage_readers_told_stale_publish_503_then_nothing_lost(
     key = keys.stream("en")
     redis = redis_client(redis_server.url)
     try:
-        token = await Store(redis, keys).create_token("outage")
+        token = await Tokens(redis, keys).create("outage")
         auth = {"Authorization": f"Bearer {token}"}
         async with running_server(make_settings(redis_server.url, prefix)) as server, \
                 httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:

@@ -52,7 +52,7 @@ from tests.conftest import TIMEOUT, RedisServer, Server, make_settings, running_
 from tests.e2e.rawws import RawClient
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-LIMIT = 1024  # the server's inbound message limit (ticker.wsserver.MAX_INBOUND)
+LIMIT = 1024  # the server's inbound message limit (ticker.transport.websocket.MAX_INBOUND)
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 

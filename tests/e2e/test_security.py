@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.deskkit import PASSWORD, Desk, add_user, login_form
-from ticker.auth import SESSION_COOKIE
+from ticker.newsroom.auth import SESSION_COOKIE
 
 
 async def test_sign_in_never_adopts_a_planted_session(

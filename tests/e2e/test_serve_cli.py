@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import TIMEOUT, free_port
-from ticker.settings import SETTINGS
+from ticker.process.settings import SETTINGS
 
 TICKER = [sys.executable, "-m", "ticker"]
 
@@ -159,7 +159,7 @@ def test_bad_setting_is_named() -> None:
 def test_pip_only_machine_uses_the_redis_server_a_wheel_ships(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ticker.embedded import EmbeddedRedis, find_redis_server
+    from ticker.redis.embedded import EmbeddedRedis, find_redis_server
 
     # Only Python's own scripts directory on PATH: no system redis-server to find.
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))

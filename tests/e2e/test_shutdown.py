@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from tests.conftest import TIMEOUT, recv_json
 from tests.e2e.fleet import publish_burst, ticker, wait_for, worker_pids
 from tests.e2e.rawws import RawClient
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 SHUTDOWN = 3.0  # TICKER_SHUTDOWN_TIMEOUT for these processes
 

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, make_settings, recv_json, running_server
 from tests.e2e.rawws import RawClient
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 BUFFER = 16 * 1024
 

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from tests.conftest import TIMEOUT
 from tests.e2e.fleet import ticker
 from tests.e2e.verifier import Record, verify, visible_events
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 SECONDS = float(os.environ.get("TICKER_SOAK_SECONDS", "60"))
 READERS = 40

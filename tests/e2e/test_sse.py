@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.sseclient import SSEStream
 from tests.e2e.ticker_node import node, start_node
-from ticker.hub import ChannelHub
-from ticker.sse import RETRY_MS
-from ticker.store import Keys
+from ticker.core.hub import ChannelHub
+from ticker.redis.keys import Keys
+from ticker.transport.sse import RETRY_MS
 
 
 async def until(predicate: Callable[[], bool]) -> None:

@@ -13,12 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import RedisServer
-from ticker.errors import ValidationError
-from ticker.hub import Hub
-from ticker.items import parse_entry
-from ticker.reader import Reader
-from ticker.settings import parse_channels
-from ticker.store import Keys, redis_client
+from ticker.core.errors import ValidationError
+from ticker.core.hub import Hub
+from ticker.core.items import parse_entry
+from ticker.process.settings import parse_channels
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.keys import Keys
+from ticker.redis.reader import Reader
 
 FIELD_NAMES = [b"op", b"item", b"text", b"source", b"urgency", b"link", b"tags", b"ttl",
                b"expires", b"by", b"idem", b"reason", b"junk"]

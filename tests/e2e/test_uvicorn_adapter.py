@@ -1,4 +1,4 @@
-"""Contract tests: one per uvicorn internal that ticker.uvicorn_adapter relies on.
+"""Contract tests: one per uvicorn internal that ticker.ops.uvicorn_adapter relies on.
 
 Each fails with a message that names the internal, so a uvicorn upgrade that breaks one says
 which (scripts/upgrade runs these with everything else). The numbers are those of the
@@ -22,10 +22,10 @@ import websockets
 
 from tests.conftest import TIMEOUT, make_settings, recv_json, running_server
 from tests.e2e.ticker_node import node
-from ticker import uvicorn_adapter
-from ticker.runtime import Runtime
-from ticker.server import uvicorn_config
-from ticker.uvicorn_adapter import TickerHttp, TickerServer, UvicornWebSocket
+from ticker.node.runtime import Runtime
+from ticker.ops import uvicorn_adapter
+from ticker.ops.server import uvicorn_config
+from ticker.ops.uvicorn_adapter import TickerHttp, TickerServer, UvicornWebSocket
 
 REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -34,7 +34,7 @@ REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
 
 def broken(internal: str, what: str) -> str:
     return (f"uvicorn {uvicorn.__version__} changed internal {internal} ({what}); "
-            "ticker.uvicorn_adapter relies on it: see its docstring")
+            "ticker.ops.uvicorn_adapter relies on it: see its docstring")
 
 
 async def raw_upgrade(port: int, request: bytes = REQUEST) -> bytes:
@@ -202,4 +202,4 @@ def test_no_module_but_the_adapter_reaches_into_uvicorn() -> None:
             names = [a.name for a in stmt.names] if isinstance(stmt, ast.Import) else \
                 [stmt.module or ""] if isinstance(stmt, ast.ImportFrom) else []
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("uvicorn.")]
-    assert offenders == [], "uvicorn internals outside ticker/uvicorn_adapter.py"
+    assert offenders == [], "uvicorn internals outside ticker/ops/uvicorn_adapter.py"

@@ -22,7 +22,7 @@ from tests.e2e.fleet import (
     wait_for,
     worker_pids,
 )
-from ticker.store import Keys
+from ticker.redis.keys import Keys
 
 READERS = 30
 

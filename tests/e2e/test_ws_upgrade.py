@@ -1,4 +1,4 @@
-"""How a connection reaches the websocket endpoint: ticker.wsserver.TickerHttp.
+"""How a connection reaches the websocket endpoint: ticker.transport.websocket.TickerHttp.
 
 A `GET /ws/...` upgrade skips uvicorn's HTTP parser and goes straight to TickerWebSocket;
 everything else (and an upgrade whose first segment is too short to tell) goes through
@@ -20,8 +20,8 @@ from websockets.protocol import OPEN
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.rawws import RawClient, client_frame
 from tests.e2e.ticker_node import node
-from ticker import wsserver
-from ticker.wsserver import TickerWebSocket
+from ticker.transport import websocket as wsserver
+from ticker.transport.websocket import TickerWebSocket
 
 REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -204,7 +204,7 @@ async def eventually(condition: Callable[[], bool]) -> None:
 
 async def test_an_idle_reader_holds_no_protocol_object(server: Server) -> None:
     # The OPEN-state ServerProtocol exists only while the client's bytes are not yet whole
-    # frames or a fragmented message is open (ticker.wsserver's docstring: memory).
+    # frames or a fragmented message is open (ticker.transport.websocket's docstring: memory).
     client = await RawClient.connect(server.port, "/ws/en")
     try:
         assert (await client.message())["type"] == "snapshot"
@@ -229,3 +229,31 @@ async def test_an_idle_reader_holds_no_protocol_object(server: Server) -> None:
         assert await asyncio.wait_for(client.frame(), TIMEOUT) == (0xA, b"still?")
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("cursor", ["x", "1-0x", "9" * 70, "1-2-3", "%D9%A1-0"])
+async def test_a_malformed_cursor_is_refused_alike_on_the_websocket_and_on_sse(
+        server: Server, cursor: str) -> None:
+    """One rule for a resume cursor (ticker.transport.resume): 400 naming it, on both."""
+    sock = await connected(server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        target = f"/ws/en?cursor={cursor}".encode()
+        await loop.sock_sendall(sock, REQUEST.replace(b"/ws/en", target))
+        buffer = bytearray()
+        head = await response_head(sock, buffer)
+        assert head.startswith(b"HTTP/1.1 400 "), head
+        while True:  # the body, then the server closes
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
+            if not chunk:
+                break
+            buffer += chunk
+        assert b"cursor must be a cursor" in buffer
+    finally:
+        sock.close()
+    async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
+        answer = await http.get(f"/sse/en?cursor={cursor}")
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "cursor"
+    assert server.runtime.hub.connections() == 0
+    assert not server.runtime.ws_cap.open  # no per-address slot was taken

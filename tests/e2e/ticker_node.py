@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.conftest import Server, start_server
-from ticker.settings import Settings
-from ticker.uvicorn_adapter import TickerServer
+from ticker.ops.uvicorn_adapter import TickerServer
+from ticker.process.settings import Settings
 
 
 async def start_node(settings: Settings, port: int = 0, **extra: Any) -> Server:

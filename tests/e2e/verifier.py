@@ -15,9 +15,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from ticker.errors import ValidationError
-from ticker.items import parse_entry, parse_stream_id
-from ticker.state import ChannelState
+from ticker.core.errors import ValidationError
+from ticker.core.items import parse_entry, parse_stream_id
+from ticker.core.state import ChannelState
 
 
 async def visible_events(redis: Redis, key: str) -> list[str]:

@@ -1,0 +1,3 @@
+"""Running it: the Starlette app, uvicorn and the worker supervisor, the `ticker`
+command, logging.
+"""

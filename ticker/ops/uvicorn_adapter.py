@@ -1,0 +1,225 @@
+"""Every use of uvicorn beyond its public API (`uvicorn.Config`, `uvicorn.Server.run/serve`).
+
+No other module of ticker imports from `uvicorn.protocols`, `uvicorn.server` or
+`uvicorn.supervisors`, nor touches an undocumented attribute or method of uvicorn's objects.
+Each internal used here is listed with why; `tests/test_uvicorn_adapter.py` has a contract
+test per internal that fails with a message naming it when a uvicorn release changes it.
+uvicorn is pinned by uv.lock to the release those tests last passed on.
+
+1. **The protocol-class contract** (`Config(http=cls, ws=cls)` accepts classes; how uvicorn
+   constructs them is not documented): uvicorn calls `cls(config=, server_state=,
+   app_state=)`, then `connection_made`, and at shutdown calls `shutdown()` on every object
+   in `server_state.connections`. `UvicornWebSocket` and `TickerHttp` are such classes.
+   Why: the websocket endpoint is a plain `asyncio.Protocol` whose transport the hub writes
+   pre-encoded frames to; an ASGI websocket costs a task and an await per reader and send.
+2. **`uvicorn.protocols.http.httptools_impl.HttpToolsProtocol`** and
+   **`Config.ws_protocol_class`** (`TickerHttp`): a connection's first bytes choose its
+   protocol; a `GET /ws/...` upgrade goes to our websocket class without being parsed by
+   httptools, turned into an ASGI scope, re-serialised and parsed again; everything else is
+   handed to uvicorn's own httptools protocol, created and fed exactly as uvicorn would.
+   Why: that detour was about half of the server's CPU per new reader (docs/performance.md,
+   "Routing upgrades before uvicorn parses them", where the decision is recorded).
+3. **`Server.main_loop` / `Server.on_tick(counter)` / `Server.should_exit`**
+   (`TickerServer`): uvicorn's loop wakes ten times a second to look at `should_exit`; ours
+   sleeps until the next aligned second or until `should_exit` is set. Why: an idle node
+   should not wake twenty times a second (docs/performance.md, idle wake-ups).
+4. **`Server.servers`, `Server.lifespan.state`, `Server.startup`, `Server.shutdown`**
+   (`TickerServer`): between closing the listeners and uvicorn's own connection shutdown,
+   the runtime drains (readers told 1012 to reconnect elsewhere, /readyz 503); once started
+   as its own process, the heap is frozen for the GC. Why: a rolling restart must lose no
+   reader (docs/operations.md, shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import socket
+from typing import TYPE_CHECKING, Any, cast
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # internal 2
+
+from ticker.process import ticks
+from ticker.transport import websocket as wsserver
+from ticker.transport.websocket import TickerWebSocket
+
+if TYPE_CHECKING:
+    from ticker.node.runtime import Runtime
+
+WS_REQUEST = b"GET /ws/"  # how a reader's upgrade request starts
+
+
+class UvicornWebSocket(TickerWebSocket):
+    """`TickerWebSocket` constructed the way uvicorn constructs a `ws=` class (internal 1)."""
+
+    __slots__ = ()
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        runtime: Runtime | None = app_state.get("ticker")
+        super().__init__(runtime, server_state.connections)
+
+
+class SilentPeers:
+    """Connections that have not sent a byte yet, closed after `wsserver.HANDSHAKE_TIMEOUT`.
+
+    One sweep a second (on the aligned tick, ticker.process.ticks) for all of them, armed only while
+    there are any, instead of a timer per connection: arming and cancelling a libuv timer
+    for every new reader was a measurable part of the connect path (docs/performance.md).
+    A silent peer is therefore closed between 10 and 11 s after it connected.
+    """
+
+    def __init__(self) -> None:
+        self.since: dict[TickerHttp, float] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # where the sweep is armed
+
+    def add(self, peer: TickerHttp, loop: asyncio.AbstractEventLoop) -> None:
+        if self.loop is not loop:
+            # A server process has one loop; peers of a loop that has stopped (a test's,
+            # or a worker's before a fork) are gone with it.
+            self.since.clear()
+            self.loop = loop
+            loop.call_later(ticks.until_next(1.0, loop.time()), self.sweep, loop)
+        self.since[peer] = loop.time()
+
+    def discard(self, peer: TickerHttp) -> None:
+        self.since.pop(peer, None)
+
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        limit = wsserver.HANDSHAKE_TIMEOUT
+        for peer in [p for p, since in self.since.items() if now - since >= limit]:
+            del self.since[peer]
+            peer.silent()
+        if self.since:
+            loop.call_later(ticks.until_next(1.0, loop.time()), self.sweep, loop)
+        else:
+            self.loop = None
+
+
+silent_peers = SilentPeers()
+
+
+class TickerHttp(asyncio.Protocol):
+    """uvicorn's `http=` protocol class: a connection's first bytes choose its protocol.
+
+    A request that starts `GET /ws/` and has an `Upgrade` header goes straight to the
+    websocket class (uvicorn's `ws=`), bytes as they came. Everything else, including an
+    upgrade whose first segment is too short to tell, gets uvicorn's own `HttpToolsProtocol`,
+    created and fed exactly as uvicorn would have (internals 1 and 2); with websockets off
+    (`ws="none"`) every request does.
+    """
+
+    __slots__ = ("app_state", "config", "server_state", "transport")
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.server_state.connections.add(self)  # uvicorn's shutdown reaches silent peers
+        # A peer that connects and says nothing is closed (uvicorn's keep-alive timeout
+        # only starts once a protocol of its own has the connection).
+        silent_peers.add(self, asyncio.get_running_loop())
+
+    def silent(self) -> None:
+        if self.transport is not None:
+            self.server_state.connections.discard(self)
+            self.transport.close()
+            self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        silent_peers.discard(self)
+        self.server_state.connections.discard(self)
+        protocol: asyncio.Protocol
+        upgrade = self.config.ws_protocol_class  # None: websockets are off (`ws="none"`)
+        if upgrade is not None and data.startswith(WS_REQUEST) \
+                and b"\nupgrade:" in data.lower():
+            protocol = upgrade(config=self.config, server_state=self.server_state,
+                               app_state=self.app_state)
+        else:
+            protocol = HttpToolsProtocol(config=self.config, server_state=self.server_state,
+                                         app_state=self.app_state)
+        self.transport = None
+        # Switched first: a callback the first bytes cause (pause_writing) reaches the new one.
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        silent_peers.discard(self)
+        self.server_state.connections.discard(self)
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping and this peer never sent a byte: close."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+class TickerServer(uvicorn.Server):
+    """uvicorn's server, with the drain step between closing the listeners and uvicorn's own
+    connection shutdown, an idle main loop, and the heap frozen once started when it owns the
+    process (internals 3 and 4)."""
+
+    owns_process = False
+    _should_exit = False
+    _exit_wake: asyncio.Event | None = None
+    _exit_loop: asyncio.AbstractEventLoop | None = None
+
+    # uvicorn's main loop wakes ten times a second to look at `should_exit` (a signal
+    # handler or a test sets it); ours sleeps until the next aligned second (the Date header
+    # is refreshed once a second) or until `should_exit` is set.
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit_wake is not None and self._exit_loop is not None:
+            # From a signal handler or another thread: wake the loop through its self-pipe.
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._exit_loop.call_soon_threadsafe(self._exit_wake.set)
+
+    async def main_loop(self) -> None:
+        self._exit_loop = asyncio.get_running_loop()
+        self._exit_wake = asyncio.Event()
+        # on_tick(0) refreshes the Date header and answers whether to stop.
+        while not await self.on_tick(0):
+            await ticks.tick(1.0, self._exit_wake)
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """`ticker serve` and each worker: this server is the process (tests embed it in
+        their own event loop with `serve()` instead)."""
+        self.owns_process = True
+        super().run(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.owns_process:
+            # What is alive now (modules, the app, the folded streams) lives as long as the
+            # process: the cyclic GC need not rescan it in every full collection while
+            # readers connect (docs/performance.md).
+            gc.freeze()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in getattr(self, "servers", ()):
+            server.close()  # stop accepting first: a drained reader must reconnect elsewhere
+        lifespan = getattr(self, "lifespan", None)
+        runtime = lifespan.state.get("ticker") if lifespan is not None else None
+        if runtime is not None:
+            runtime.drain()
+        await super().shutdown(sockets)

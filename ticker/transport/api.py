@@ -1,0 +1,214 @@
+"""The JSON API: publish and act on items (bearer token), read what is on air.
+
+Every request body is decoded into its request Struct (`ticker.core.contract`: the types and
+constraints /api/openapi.json states), then validated exactly as the reader validates any
+entry (`items.parse_entry`: one line, no control characters, ...), then XADDed; the reader
+fans the entry out like any other publisher's, so HTTP and raw Redis behave the same.
+Answers are built from the response Structs of the same module (the snapshot is the hub's
+cached message, whose shape `contract.Snapshot` describes; tests check it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Final
+
+import msgspec
+from msgspec import Struct
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ticker.core.clock import now_ms
+from ticker.core.contract import (
+    OP_REQUESTS,
+    Applied,
+    ChannelInfo,
+    Channels,
+    Item,
+    OnAir,
+    Published,
+    PublishRequest,
+    decode,
+    encode,
+    stream_fields,
+)
+from ticker.core.errors import HTTPError
+from ticker.core.hub import ChannelHub
+from ticker.core.items import OPS, entry_fields, parse_entry, parse_stream_id
+from ticker.node.runtime import runtime_of
+from ticker.transport.cors import reader_headers
+from ticker.transport.http import read_json_object
+
+IDEM_TTL = 24 * 3600
+# The fields each body takes, as the request Structs define them (the desk decodes its
+# bodies with these too, through `to_fields`).
+PUBLISH_FIELDS: Final[set[str]] = set(PublishRequest.__struct_fields__)
+OP_FIELDS: Final[dict[str, set[str]]] = {
+    op: set(shape.__struct_fields__) for op, shape in OP_REQUESTS.items()}
+REQUESTS: Final[dict[frozenset[str], type[Struct]]] = {
+    frozenset(PUBLISH_FIELDS): PublishRequest,
+    **{frozenset(OP_FIELDS[op]): shape for op, shape in OP_REQUESTS.items()},
+}
+
+
+def channel_of(request: Request) -> ChannelHub:
+    name = request.path_params["channel"]
+    channel = runtime_of(request).hub.channel(name)
+    if channel is None:
+        raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
+    return channel
+
+
+async def bearer_name(request: Request) -> str:
+    """The token owner's name; 401 without a valid `Authorization: Bearer` token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPError(401, "unauthorized", "send Authorization: Bearer <token>",
+                        headers={"WWW-Authenticate": 'Bearer realm="ticker"'})
+    name = await runtime_of(request).tokens.verify(token.strip())
+    if name is None:
+        raise HTTPError(401, "unauthorized", "unknown or revoked token",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return name
+
+
+def to_fields(body: dict[str, Any], allowed: set[str]) -> dict[str, str]:
+    """A parsed JSON body -> stream fields, through the request Struct with exactly the
+    fields `allowed` (PUBLISH_FIELDS or one of OP_FIELDS).
+
+    Raises ValidationError naming the field: unknown fields, wrong types and values outside
+    the contract's constraints (`contract.decode`). null means "not given".
+    """
+    return stream_fields(decode(body, REQUESTS[frozenset(allowed)]))
+
+
+def json_response(value: Struct, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(encode(value), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) -> str:
+    entry = parse_entry(fields)
+    return await runtime_of(request).store.append(channel.info.name, entry_fields(entry))
+
+
+async def publish(request: Request) -> Response:
+    by = await bearer_name(request)  # who asks comes first: no token, no other answer
+    channel = channel_of(request)
+    body = await read_json_object(request, runtime_of(request).settings.max_body)
+    fields = stream_fields(decode(body, PublishRequest))
+    fields["by"] = by
+    idem = fields.get("idem", "").strip()
+    if idem:
+        return await publish_once(request, channel, fields, idem)
+    entry_id = await append(request, channel, fields)
+    return created(request, channel, entry_id)
+
+
+def created(request: Request, channel: ChannelHub, entry_id: str) -> Response:
+    return json_response(Published(id=entry_id, cursor=entry_id, channel=channel.info.name),
+                         201, {"Location": request.url.path + "/" + entry_id})
+
+
+def duplicate(channel: ChannelHub, item_id: str) -> Response:
+    return json_response(Published(id=item_id, cursor=item_id, channel=channel.info.name,
+                                   duplicate=True))
+
+
+async def publish_once(request: Request, channel: ChannelHub, fields: dict[str, str],
+                       idem: str) -> Response:
+    """Publish with an idempotency key: a retry within 24 h answers the first item's id.
+
+    The key is claimed in Redis (SET NX) before the XADD, so two nodes cannot both publish
+    it; the fold (ChannelState) also drops a repeated `idem`, which covers publishers that
+    XADD straight into Redis.
+    """
+    parse_entry(fields)  # validate before claiming the key
+    earlier = channel.state.idem_item(idem)
+    if earlier is not None:
+        return duplicate(channel, earlier)
+    runtime = runtime_of(request)
+    key = runtime.keys.idem(channel.info.name, idem)
+    redis = runtime.store.redis
+    if not await redis.set(key, b"pending", nx=True, ex=IDEM_TTL):
+        raw = await redis.get(key)
+        existing = raw.decode() if isinstance(raw, bytes) else raw
+        if existing is None or existing == "pending":
+            raise HTTPError(409, "conflict", "a publish with this idem key is in progress; "
+                            "retry in a moment", field="idem")
+        return duplicate(channel, existing)
+    try:
+        entry_id = await append(request, channel, fields)
+    except Exception:  # not written (Redis failed, or the entry was refused): free the key
+        with contextlib.suppress(RedisError):
+            await redis.delete(key)
+        raise
+    with contextlib.suppress(RedisError):
+        await redis.set(key, entry_id.encode(), ex=IDEM_TTL)
+    return created(request, channel, entry_id)
+
+
+async def act(request: Request) -> Response:
+    by = await bearer_name(request)
+    channel = channel_of(request)
+    op = request.path_params["op"]
+    item_id = request.path_params["item"]
+    if op not in OP_REQUESTS:
+        raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
+                        field="op")
+    if parse_stream_id(item_id) is None:
+        raise HTTPError(404, "not_found", "no such item", field="item")
+    body = await read_json_object(request, runtime_of(request).settings.max_body,
+                                  optional=True)
+    item = channel.state.items.get(item_id)
+    if item is None:
+        raise HTTPError(404, "not_found", f"no item {item_id} in {channel.info.name}",
+                        field="item")
+    if item.killed:
+        raise HTTPError(409, "conflict", f"item {item_id} was killed", field="item")
+    fields = stream_fields(decode(body, OP_REQUESTS[op]))
+    fields.update(op=op, item=item_id, by=by)
+    entry_id = await append(request, channel, fields)
+    return json_response(Applied(id=item_id, cursor=entry_id, op=op,
+                                 channel=channel.info.name), 201)
+
+
+async def on_air(request: Request) -> Response:
+    channel = channel_of(request)
+    now = now_ms()
+    items = [Item(**it.public()) for it in channel.state.on_air(now)]
+    return json_response(OnAir(channel=channel.info.name, cursor=channel.state.cursor, now=now,
+                               items=items), headers={"Cache-Control": "public, max-age=2"})
+
+
+async def snapshot(request: Request) -> Response:
+    """The snapshot frame as plain JSON: the polling fallback, cacheable for a few seconds."""
+    channel = channel_of(request)
+    payload = channel.snapshot_payload(now_ms())
+    # Readable by the widget on allowed other origins (polling fallback), like /sse.
+    headers = {"Cache-Control": "public, max-age=2",
+               **reader_headers(request, runtime_of(request))}
+    return Response(payload, media_type="application/json", headers=headers)
+
+
+async def channels(request: Request) -> Response:
+    runtime = runtime_of(request)
+    infos = [msgspec.convert(c.info(), ChannelInfo) for c in runtime.settings.channels]
+    return json_response(Channels(channels=infos))
+
+
+async def items(request: Request) -> Response:
+    """One route for the collection, so a 405 lists every method it has (Allow)."""
+    return await (publish(request) if request.method == "POST" else on_air(request))
+
+
+routes = [
+    Route("/api/channels", channels, methods=["GET"]),
+    Route("/api/channels/{channel}/items", items, methods=["GET", "POST"]),
+    Route("/api/channels/{channel}/snapshot", snapshot, methods=["GET"]),
+    Route("/api/channels/{channel}/items/{item}/{op}", act, methods=["POST"]),
+]
