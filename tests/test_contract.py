@@ -190,11 +190,11 @@ def test_urgency_values_are_the_stream_contracts() -> None:
 
 
 def test_the_desk_field_sets_are_the_structs() -> None:
-    assert set(PublishRequest.__struct_fields__) == api.PUBLISH_FIELDS
-    assert {op: set(s.__struct_fields__) for op, s in OP_REQUESTS.items()} == api.OP_FIELDS
-    assert set(api.OP_FIELDS) == set(OPS[1:])
-    fields = api.to_fields({"text": " Caf\u0065\u0301 ", "tags": ["A", " b "]},
-                           api.OP_FIELDS["correct"])
+    assert set(PublishRequest.__struct_fields__) == contract.PUBLISH_FIELDS
+    assert {op: set(s.__struct_fields__) for op, s in OP_REQUESTS.items()} == contract.OP_FIELDS
+    assert set(contract.OP_FIELDS) == set(OPS[1:])
+    fields = contract.to_fields({"text": " Caf\u0065\u0301 ", "tags": ["A", " b "]},
+                                contract.OP_FIELDS["correct"])
     assert fields == {"text": "Caf\u00e9", "tags": "a,b"}
 
 

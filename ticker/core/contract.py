@@ -356,3 +356,26 @@ def _invalid(message: str, shape: type[Struct]) -> ValidationError:
             detail = detail[:1].lower() + detail[1:]
         return ValidationError(f"{m['path']}: {detail}", field=field)
     return ValidationError(f"body: {message}", field="body")
+
+
+# -- a JSON body to stream fields, for the API and the desk -------------------------------------
+
+# The fields each body takes, as the request Structs define them (the API and the desk decode
+# their bodies with these, through `to_fields`).
+PUBLISH_FIELDS: Final[set[str]] = set(PublishRequest.__struct_fields__)
+OP_FIELDS: Final[dict[str, set[str]]] = {
+    op: set(shape.__struct_fields__) for op, shape in OP_REQUESTS.items()}
+REQUESTS: Final[dict[frozenset[str], type[Struct]]] = {
+    frozenset(PUBLISH_FIELDS): PublishRequest,
+    **{frozenset(OP_FIELDS[op]): shape for op, shape in OP_REQUESTS.items()},
+}
+
+
+def to_fields(body: dict[str, Any], allowed: set[str]) -> dict[str, str]:
+    """A parsed JSON body -> stream fields, through the request Struct with exactly the
+    fields `allowed` (PUBLISH_FIELDS or one of OP_FIELDS).
+
+    Raises ValidationError naming the field: unknown fields, wrong types and values outside
+    the contract's constraints (`contract.decode`). null means "not given".
+    """
+    return stream_fields(decode(body, REQUESTS[frozenset(allowed)]))

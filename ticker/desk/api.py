@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ticker.core.clock import now_ms
+from ticker.core.contract import OP_FIELDS, PUBLISH_FIELDS, to_fields
 from ticker.core.errors import HTTPError, ValidationError
 from ticker.core.hub import ChannelHub
 from ticker.core.items import (
@@ -48,8 +49,7 @@ from ticker.newsroom.services import Newsroom
 from ticker.newsroom.users import check_name
 from ticker.node.runtime import Runtime, runtime_of
 from ticker.process import ticks
-from ticker.transport.api import OP_FIELDS, PUBLISH_FIELDS, channel_of, to_fields
-from ticker.transport.http import read_json_object
+from ticker.transport.http import channel_of, read_json_object
 
 FOLD_WAIT: Final = 2.0
 MAX_AHEAD_MS: Final = 30 * 24 * 3600 * 1000

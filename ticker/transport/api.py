@@ -11,10 +11,8 @@ cached message, whose shape `contract.Snapshot` describes; tests check it).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Final
 
 import msgspec
-from msgspec import Struct
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +29,6 @@ from ticker.core.contract import (
     Published,
     PublishRequest,
     decode,
-    encode,
     stream_fields,
 )
 from ticker.core.errors import HTTPError
@@ -39,58 +36,9 @@ from ticker.core.hub import ChannelHub
 from ticker.core.items import OPS, entry_fields, parse_entry, parse_stream_id
 from ticker.node.runtime import runtime_of
 from ticker.transport.cors import reader_headers
-from ticker.transport.http import read_json_object
+from ticker.transport.http import bearer_name, channel_of, json_response, read_json_object
 
 IDEM_TTL = 24 * 3600
-# The fields each body takes, as the request Structs define them (the desk decodes its
-# bodies with these too, through `to_fields`).
-PUBLISH_FIELDS: Final[set[str]] = set(PublishRequest.__struct_fields__)
-OP_FIELDS: Final[dict[str, set[str]]] = {
-    op: set(shape.__struct_fields__) for op, shape in OP_REQUESTS.items()}
-REQUESTS: Final[dict[frozenset[str], type[Struct]]] = {
-    frozenset(PUBLISH_FIELDS): PublishRequest,
-    **{frozenset(OP_FIELDS[op]): shape for op, shape in OP_REQUESTS.items()},
-}
-
-
-def channel_of(request: Request) -> ChannelHub:
-    name = request.path_params["channel"]
-    channel = runtime_of(request).hub.channel(name)
-    if channel is None:
-        raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
-    return channel
-
-
-async def bearer_name(request: Request) -> str:
-    """The token owner's name; 401 without a valid `Authorization: Bearer` token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPError(401, "unauthorized", "send Authorization: Bearer <token>",
-                        headers={"WWW-Authenticate": 'Bearer realm="ticker"'})
-    name = await runtime_of(request).tokens.verify(token.strip())
-    if name is None:
-        raise HTTPError(401, "unauthorized", "unknown or revoked token",
-                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    return name
-
-
-def to_fields(body: dict[str, Any], allowed: set[str]) -> dict[str, str]:
-    """A parsed JSON body -> stream fields, through the request Struct with exactly the
-    fields `allowed` (PUBLISH_FIELDS or one of OP_FIELDS).
-
-    Raises ValidationError naming the field: unknown fields, wrong types and values outside
-    the contract's constraints (`contract.decode`). null means "not given".
-    """
-    return stream_fields(decode(body, REQUESTS[frozenset(allowed)]))
-
-
-def json_response(value: Struct, status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
-    return Response(encode(value), status_code=status, headers=headers,
-                    media_type="application/json")
-
-
 async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) -> str:
     entry = parse_entry(fields)
     return await runtime_of(request).store.append(channel.info.name, entry_fields(entry))

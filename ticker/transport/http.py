@@ -1,14 +1,19 @@
-"""HTTP input helpers shared by the edges: bounded body reading and JSON errors."""
+"""What every HTTP endpoint shares: bounded bodies, JSON answers and errors, the channel
+named in the path, and the owner of a bearer token."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from msgspec import Struct
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
+from ticker.core.contract import encode
 from ticker.core.errors import HTTPError, TickerError
+from ticker.core.hub import ChannelHub
+from ticker.node.runtime import runtime_of
 
 
 def error_response(exc: TickerError) -> JSONResponse:
@@ -48,3 +53,31 @@ async def read_json_object(request: Request, limit: int, *, optional: bool = Fal
     if not isinstance(value, dict):
         raise HTTPError(422, "invalid", "body must be a JSON object", field="body")
     return value
+
+
+def json_response(value: Struct, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(encode(value), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def channel_of(request: Request) -> ChannelHub:
+    name = request.path_params["channel"]
+    channel = runtime_of(request).hub.channel(name)
+    if channel is None:
+        raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
+    return channel
+
+
+async def bearer_name(request: Request) -> str:
+    """The token owner's name; 401 without a valid `Authorization: Bearer` token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPError(401, "unauthorized", "send Authorization: Bearer <token>",
+                        headers={"WWW-Authenticate": 'Bearer realm="ticker"'})
+    name = await runtime_of(request).tokens.verify(token.strip())
+    if name is None:
+        raise HTTPError(401, "unauthorized", "unknown or revoked token",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return name

@@ -16,7 +16,7 @@ from ticker.core.contract import ChannelReach, ItemReach
 from ticker.core.errors import HTTPError
 from ticker.core.items import parse_stream_id
 from ticker.redis.reach import Reach
-from ticker.transport.api import bearer_name, channel_of, json_response
+from ticker.transport.http import bearer_name, channel_of, json_response
 
 MAX_IDS = 100  # per bulk request
 
