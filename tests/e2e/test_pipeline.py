@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 import websockets
+import websockets.exceptions
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, Server, recv_json, recv_until
@@ -98,10 +100,17 @@ async def test_cursor_older_than_the_trimmed_stream_gets_a_reset_snapshot(
         assert frame["type"] == "snapshot" and frame["reset"] is True
         newest = [f"item {n}" for n in (19, 18, 17, 16, 15)]
         assert [i["text"] for i in frame["items"]][:5] == newest
-        for bad in ("garbage", "99999999999999-0x", "0"):
-            async with websockets.connect(server.ws(cursor=bad)) as ws:
+        # Well formed but older than anything kept: a reset snapshot.
+        for unknown in ("0-0", "1-5"):
+            async with websockets.connect(server.ws(cursor=unknown)) as ws:
                 frame = await recv_json(ws)
             assert frame["type"] == "snapshot" and frame["reset"] is True
+        # Malformed: refused before the upgrade, as SSE refuses it (ticker.transport.resume).
+        for bad in ("garbage", "99999999999999-0x", "0"):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with websockets.connect(server.ws(cursor=bad)):
+                    pass
+            assert refused.value.response.status_code == 400
 
 
 async def test_kill_removes_the_item_everywhere(server: Server, token: str) -> None:
