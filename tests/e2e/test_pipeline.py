@@ -228,6 +228,20 @@ async def test_unreachable_redis_means_not_ready_and_503_never_a_crash(prefix: s
             r = await http.post("/api/channels/en/items", json={"text": "x"},
                                 headers={"Authorization": "Bearer tkr_whatever"})
             assert r.status_code == 503 and r.json()["error"] == "unavailable"
+            # Wherever Redis fails under a request, one answer (ticker.ops.app.redis_error):
+            # 503, `unavailable`, Retry-After; never a 500.
+            bearer = {"Authorization": "Bearer tkr_whatever"}
+            signed_in = {"Cookie": "ticker_session=whatever", "X-CSRF-Token": "x"}
+            for method, path, headers in (
+                    ("GET", "/api/channels/en/reach", bearer),
+                    ("GET", "/api/channels/en/items/1-0/reach", bearer),
+                    ("POST", "/api/channels/en/items/1-0/kill", bearer),
+                    ("GET", "/desk/api/state", signed_in),
+                    ("GET", "/desk/api/users", signed_in),
+                    ("POST", "/desk/api/items", signed_in)):
+                r = await http.request(method, path, headers=headers, json={})
+                assert r.status_code == 503, (path, r.status_code, r.text)
+                assert r.json()["error"] == "unavailable" and r.headers["retry-after"] == "1"
         await asyncio.sleep(0.5)
         assert not server.runtime.reader.ready
         assert server.runtime.reader.errors >= 1
