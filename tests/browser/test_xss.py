@@ -223,7 +223,8 @@ async def nothing_ran(scene: Scene, page: Page, label: str) -> None:
     assert state["violations"] == [], f"{label}: CSP violations {state['violations']}"
     assert state["foreign"] == 0, f"{label}: injected elements"
     assert state["shadowForeign"] == 0, f"{label}: injected elements in the ticker"
-    assert all(s in ("/static/ticker.js", "/static/desk.js") for s in state["scripts"]), \
+    assert all(s in ("/static/ticker.js", "/static/demo.js", "/static/desk.js")
+               for s in state["scripts"]), \
         f"{label}: scripts {state['scripts']}"
 
 

@@ -13,21 +13,17 @@ of a page. `routes` is this module's and `ticker.desk.api`'s and `ticker.desk.ad
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes, urlencode
 
-import jinja2
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 from starlette.types import Message
 
 from ticker.core.errors import HTTPError, ValidationError
@@ -38,7 +34,7 @@ from ticker.newsroom.audit import AuditEntry
 from ticker.newsroom.auth import LoginRefused, Principal
 from ticker.newsroom.sessions import LOGIN_COOKIE, nonces_match
 from ticker.node.runtime import runtime_of
-from ticker.transport.assets import web_dir
+from ticker.transport.assets import templates
 from ticker.transport.http import error_response, read_body
 
 FORM_LIMIT: Final = 8 * 1024
@@ -52,32 +48,6 @@ EXPIRY_CHOICES: Final = ((900, "15 minutes"), (1800, "30 minutes"), (3600, "1 ho
 
 
 # -- pages and forms ------------------------------------------------------------------------
-
-def utc_text(ms: int) -> str:
-    """Epoch ms as the audit table shows it: `2026-11-27 14:03:09` (UTC)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def utc_iso(ms: int) -> str:
-    """Epoch ms for `<time datetime>`: `2026-11-27T14:03:09.120Z`."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@functools.cache
-def templates() -> Jinja2Templates:
-    """The pages in `web/`, autoescaped, with undefined names an error (not an empty string).
-
-    Each template is compiled once per process (no reload check on every page).
-    """
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(web_dir()), autoescape=True,
-        undefined=jinja2.StrictUndefined, auto_reload=False, keep_trailing_newline=True,
-    )
-    env.filters["utc_text"] = utc_text
-    env.filters["utc_iso"] = utc_iso
-    return Jinja2Templates(env=env)
-
 
 def page(request: Request, name: str, context: Mapping[str, Any], status: int = 200
          ) -> Response:

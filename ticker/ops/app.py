@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,12 +23,12 @@ from ticker.core.errors import TickerError, Unavailable
 from ticker.desk import pages as desk
 from ticker.node import metrics
 from ticker.node.metrics import SharedMetrics
-from ticker.node.runtime import Runtime
+from ticker.node.runtime import Runtime, runtime_of
 from ticker.node.worker import Worker
 from ticker.process.settings import Settings
 from ticker.redis.connection import connect as redis_client
 from ticker.transport import api, feeds, openapi, reach, requestid, sse
-from ticker.transport.assets import web_dir
+from ticker.transport.assets import templates, web_dir
 from ticker.transport.http import error_response
 from ticker.transport.requestid import RequestId
 from ticker.transport.throttle import Throttle
@@ -113,10 +113,17 @@ async def websocket_only(request: Request) -> Response:
         status_code=426, headers={"Upgrade": "websocket", "Cache-Control": "no-store"})
 
 
-def page(name: str) -> Any:
-    async def endpoint(request: Request) -> Response:
-        return FileResponse(web_dir() / name, headers={"Cache-Control": "no-cache"})
-    return endpoint
+async def home(request: Request) -> Response:
+    """The demo page: a front page around the ticker of one edition (`?edition=`, else the
+    first configured), with a switcher to every edition and each edition's feeds advertised.
+    An unknown edition gets the first one: an old link still shows a working page."""
+    editions = runtime_of(request).settings.channels
+    wanted = request.query_params.get("edition")
+    current = next((c for c in editions if c.name == wanted), editions[0])
+    return templates().TemplateResponse(
+        request, "index.html",
+        {"editions": [c.info() for c in editions], "current": current.info()},
+        headers={"Cache-Control": "no-cache"})
 
 
 async def ticker_error(request: Request, exc: Exception) -> Response:
@@ -185,7 +192,7 @@ def create_app(settings: Settings, redis: Redis | None = None,
                     log.warning("Redis connections did not close within 3 s; leaving them")
 
     routes = [
-        Route("/", page("index.html"), methods=["GET", "HEAD"]),
+        Route("/", home, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
