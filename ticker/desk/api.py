@@ -35,7 +35,6 @@ from ticker.core.errors import HTTPError, ValidationError
 from ticker.core.hub import ChannelHub
 from ticker.core.items import (
     MAX_REASON,
-    OPS,
     check_expires,
     check_text,
     entry_fields,
@@ -49,7 +48,7 @@ from ticker.newsroom.services import Newsroom
 from ticker.newsroom.users import check_name
 from ticker.node.runtime import Runtime, runtime_of
 from ticker.process import ticks
-from ticker.transport.http import channel_of, read_json_object
+from ticker.transport.http import channel_of, op_of, read_json_object
 
 FOLD_WAIT: Final = 2.0
 MAX_AHEAD_MS: Final = 30 * 24 * 3600 * 1000
@@ -204,11 +203,8 @@ async def act(request: Request) -> Response:
     runtime = runtime_of(request)
     who = await runtime.newsroom.auth.require(request, "editor", csrf=True)
     channel = channel_of(request)
-    op = request.path_params["op"]
+    op = op_of(request)
     item_id = request.path_params["item"]
-    if op not in OP_FIELDS:
-        raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
-                        field="op")
     body = await read_json_object(request, runtime.settings.max_body, optional=True)
     version = body.pop("version", None)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):

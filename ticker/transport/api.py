@@ -33,10 +33,16 @@ from ticker.core.contract import (
 )
 from ticker.core.errors import HTTPError
 from ticker.core.hub import ChannelHub
-from ticker.core.items import OPS, entry_fields, parse_entry, parse_stream_id
+from ticker.core.items import entry_fields, parse_entry, parse_stream_id
 from ticker.node.runtime import runtime_of
 from ticker.transport.cors import reader_headers
-from ticker.transport.http import bearer_name, channel_of, json_response, read_json_object
+from ticker.transport.http import (
+    bearer_name,
+    channel_of,
+    json_response,
+    op_of,
+    read_json_object,
+)
 
 IDEM_TTL = 24 * 3600
 async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) -> str:
@@ -103,11 +109,8 @@ async def publish_once(request: Request, channel: ChannelHub, fields: dict[str, 
 async def act(request: Request) -> Response:
     by = await bearer_name(request)
     channel = channel_of(request)
-    op = request.path_params["op"]
+    op = op_of(request)
     item_id = request.path_params["item"]
-    if op not in OP_REQUESTS:
-        raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
-                        field="op")
     if parse_stream_id(item_id) is None:
         raise HTTPError(404, "not_found", "no such item", field="item")
     body = await read_json_object(request, runtime_of(request).settings.max_body,

@@ -36,12 +36,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ticker.core.channels import Channel
-from ticker.core.errors import HTTPError
 from ticker.core.items import parse_stream_id
 from ticker.core.messages import dumps
 from ticker.core.state import ChannelState, Item
-from ticker.node.runtime import Runtime
+from ticker.node.runtime import runtime_of
 from ticker.transport.cors import PUBLIC
+from ticker.transport.http import channel_of
 
 ATOM = "http://www.w3.org/2005/Atom"
 TOMBSTONES = "http://purl.org/atompub/tombstones/1.0"  # RFC 6721
@@ -283,11 +283,8 @@ def endpoint(fmt: str) -> Callable[[Request], Any]:
     spec = FORMATS[fmt]
 
     async def feed(request: Request) -> Response:
-        runtime: Runtime = request.state.ticker
-        name = request.path_params["channel"]
-        channel = runtime.hub.channel(name)
-        if channel is None:
-            raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
+        runtime = runtime_of(request)
+        channel = channel_of(request)
         settings = runtime.settings
         cursor = channel.state.cursor
         modified = cursor_ms(cursor)
@@ -301,7 +298,8 @@ def endpoint(fmt: str) -> Callable[[Request], Any]:
             return Response(status_code=304, headers=headers)
         base = str(request.base_url).rstrip("/")
         ctx = FeedContext(info=channel.info, cursor=cursor, home=base + "/",
-                          self_url=f"{base}/feeds/{name}.{fmt}", max_age=settings.feed_max_age)
+                          self_url=f"{base}/feeds/{channel.info.name}.{fmt}",
+                          max_age=settings.feed_max_age)
         body = spec.render(ctx, select(channel.state, settings.feed_items))
         return Response(body, media_type=spec.media_type, headers=headers)
 

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from ticker.core.contract import encode
 from ticker.core.errors import HTTPError, TickerError
 from ticker.core.hub import ChannelHub
+from ticker.core.items import OPS
 from ticker.node.runtime import runtime_of
 
 
@@ -67,6 +68,15 @@ def channel_of(request: Request) -> ChannelHub:
     if channel is None:
         raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
     return channel
+
+
+def op_of(request: Request) -> str:
+    """The item op named in the path (`.../{item}/{op}`); 404 naming the ops otherwise."""
+    op: str = request.path_params["op"]
+    if op not in OPS[1:]:
+        raise HTTPError(404, "not_found", f"no op {op!r}; one of {', '.join(OPS[1:])}",
+                        field="op")
+    return op
 
 
 async def bearer_name(request: Request) -> str:

@@ -37,9 +37,10 @@ from starlette.types import Message, Receive, Scope, Send
 from ticker.core.clock import now_ms
 from ticker.core.errors import HTTPError
 from ticker.core.hub import ChannelHub
-from ticker.node.runtime import Runtime
+from ticker.node.runtime import Runtime, runtime_of
 from ticker.transport import resume
 from ticker.transport.cors import origin_refused, reader_headers
+from ticker.transport.http import channel_of
 
 log = logging.getLogger("ticker.transport.sse")
 
@@ -228,11 +229,8 @@ def cursor_of(request: Request) -> str | None:
 
 async def stream(request: Request) -> Response:
     """`GET /sse/{channel}`: validate, then stream (see the module docstring)."""
-    runtime: Runtime = request.state.ticker
-    name = request.path_params["channel"]
-    channel = runtime.hub.channel(name)
-    if channel is None:
-        raise HTTPError(404, "not_found", f"no channel {name!r}", field="channel")
+    runtime = runtime_of(request)
+    channel = channel_of(request)
     if origin_refused(request, runtime):
         log.info("sse origin refused: %s", request.headers.get("origin"))
         raise HTTPError(403, "forbidden", "this origin may not read the ticker "
