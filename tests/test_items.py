@@ -326,7 +326,8 @@ def test_unknown_op(op: str) -> None:
 
 
 def test_ops_constants() -> None:
-    assert OPS == ("publish", "correct", "kill", "hold", "release", "pin", "unpin", "extend")
+    assert OPS == ("publish", "correct", "kill", "hold", "release", "pin", "unpin", "extend",
+                   "confirm")
     assert frozenset(OPS) - TARGETED_OPS == {"publish"}
 
 

@@ -76,6 +76,8 @@ def test_publish_event_has_the_full_item(state: ChannelState) -> None:
             "version": 1,
             "corrected": False,
             "pinned": False,
+            "story": f"en:{sid(0)}",
+            "versions": {"en": sid(0)},
         },
     }
     assert "by" not in event["item"]  # who published is not for readers

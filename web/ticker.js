@@ -433,10 +433,23 @@
       version: Number.isFinite(raw.version) ? raw.version : 1,
       corrected: raw.corrected === true,
       pinned: raw.pinned === true,
+      story: typeof raw.story === 'string' ? raw.story : id,
+      versions: cleanVersions(raw.versions),
     };
   }
 
-  const copyItem = (it) => Object.assign({}, it, { tags: it.tags.slice() });
+  /** `{edition: id}` of the story's versions; anything else in it is dropped. */
+  function cleanVersions(raw) {
+    const out = {};
+    if (!isObj(raw)) return out;
+    for (const [k, v] of Object.entries(raw)) {
+      if (typeof k === 'string' && typeof v === 'string' && parseId(v)) out[k] = v;
+    }
+    return out;
+  }
+
+  const copyItem = (it) =>
+    Object.assign({}, it, { tags: it.tags.slice(), versions: Object.assign({}, it.versions) });
 
   const signature = (it) =>
     JSON.stringify([it.text, it.source, it.urgency, it.link, it.corrected, it.pinned, it.version]);
@@ -871,6 +884,8 @@
             } else if (it.expires !== null && it.expires <= now) {
               this._model.delete(it.id);
               fresh.delete(it.id);
+            } else if (ev.op === 'versions' && !this._model.has(it.id)) {
+              // Another edition linked a version: it changes an item we show, never adds one.
             } else {
               if (!this._model.has(it.id)) {
                 fresh.add(it.id);

@@ -85,7 +85,7 @@ async def test_every_answer_has_its_structs_shape(server: Server, token: str) ->
         bodies: dict[str, dict[str, Any]] = {
             "correct": {"text": "Two drones launched toward Eilat", "reason": "count"},
             "hold": {"reason": "checking"}, "release": {}, "pin": {}, "unpin": {},
-            "extend": {"ttl": 3600}, "kill": {"reason": "unconfirmed"}}
+            "extend": {"ttl": 3600}, "confirm": {}, "kill": {"reason": "unconfirmed"}}
         assert set(bodies) == set(contract.OP_REQUESTS)
         for op, body in bodies.items():
             r = await http.post(f"/api/channels/en/items/{published.id}/{op}", headers=auth,

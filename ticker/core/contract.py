@@ -31,8 +31,10 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ticker.core.errors import ValidationError
 from ticker.core.items import (
+    CHANNEL_PATTERN,
     EXPIRES_RULE,
     IDEM_RULE,
+    ITEM_RULE,
     LINK_RULE,
     MAX_LINK,
     MAX_TAGS,
@@ -123,6 +125,28 @@ Reason = Annotated[
     Meta(description="Why (kept in the stream and the audit trail).")]
 
 
+
+
+class TranslationOf(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The item of another edition this one is a version of (docs/editions.md)."""
+
+    channel: Annotated[str, Meta(pattern=f"^{CHANNEL_PATTERN}$",
+                                 description="The other edition (a configured channel).")]
+    id: Annotated[str, ITEM_RULE, Meta(description="The item's id in that edition.")]
+
+
+Translation = Annotated[
+    TranslationOf | None,
+    Meta(description="Publish this item as a version of an item of another edition: the "
+                     "original, not a translation of it. Refused (422) for an unknown or "
+                     "killed item, the same edition, or a story that already has a version "
+                     "in this edition (409).")]
+AllVersions = Annotated[
+    bool,
+    Meta(description="Kill every version of the story, in every edition, with the same "
+                     "reason (docs/editions.md). Default false: this edition only.")]
+
+
 # -- request bodies ----------------------------------------------------------------------------
 
 class PublishRequest(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -136,6 +160,7 @@ class PublishRequest(Struct, forbid_unknown_fields=True, kw_only=True):
     ttl: Ttl = None
     expires: Expires = None
     idem: Idem = None
+    translation_of: Translation = None
 
 
 class CorrectRequest(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -150,9 +175,16 @@ class CorrectRequest(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ReasonRequest(Struct, forbid_unknown_fields=True, kw_only=True):
-    """kill (off the air for good) and hold (off the air until released): why."""
+    """hold (off the air until released): why."""
 
     reason: Reason = None
+
+
+class KillRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    """kill (off the air for good): why, and whether every version goes too."""
+
+    reason: Reason = None
+    all_versions: AllVersions = False
 
 
 class ExtendRequest(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -163,18 +195,20 @@ class ExtendRequest(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class EmptyRequest(Struct, forbid_unknown_fields=True, kw_only=True):
-    """release, pin, unpin: no fields (the body may be empty)."""
+    """release, pin, unpin, confirm: no fields (the body may be empty). `confirm` says the
+    item needs no change after another version's correction (docs/editions.md)."""
 
 
 # The body each op on an item takes (POST /api/channels/{channel}/items/{item}/{op}).
 OP_REQUESTS: Final[dict[str, type[Struct]]] = {
     "correct": CorrectRequest,
-    "kill": ReasonRequest,
+    "kill": KillRequest,
     "hold": ReasonRequest,
     "release": EmptyRequest,
     "pin": EmptyRequest,
     "unpin": EmptyRequest,
     "extend": ExtendRequest,
+    "confirm": EmptyRequest,
 }
 
 
@@ -189,13 +223,15 @@ class Published(Struct, omit_defaults=True, kw_only=True):
     duplicate: bool = False  # true: an idem key seen before; `id` is the first item's
 
 
-class Applied(Struct, kw_only=True):
-    """The item acted on, and the cursor of the op's own entry."""
+class Applied(Struct, omit_defaults=True, kw_only=True):
+    """The item acted on, and the cursor of the op's own entry; with `all_versions`, the
+    same for every other version killed."""
 
     id: str
     cursor: str
     op: str
     channel: str
+    versions: list[Applied] | UnsetType = UNSET
 
 
 class Item(Struct, kw_only=True):
@@ -212,6 +248,12 @@ class Item(Struct, kw_only=True):
     version: int
     corrected: bool
     pinned: bool
+    story: Annotated[str, Meta(
+        description="The story this item is a version of, `<channel>:<id>`: its own for an "
+                    "original, the original's for a translation.")]
+    versions: Annotated[dict[str, str], Meta(
+        description="Every version of the story by edition, `{\"en\": id, \"ar\": id}` "
+                    "(this item included).")]
 
 
 class ChannelInfo(Struct, kw_only=True):
@@ -303,7 +345,10 @@ def stream_fields(request: Struct) -> dict[str, str]:
     fields: dict[str, str] = {}
     for name in request.__struct_fields__:
         value = getattr(request, name)
-        if value is None:
+        if value is None or isinstance(value, bool):  # flags are for the handler, not Redis
+            continue
+        if isinstance(value, TranslationOf):
+            fields[name] = f"{value.channel}:{value.id}"
             continue
         fields[name] = ",".join(value) if isinstance(value, list) else str(value)
     return fields
@@ -334,8 +379,8 @@ def _descriptions(shape: type[Struct]) -> dict[str, str]:
 
 # msgspec's messages: "<what> - at `$.<field>...`", or about the object itself.
 _AT = re.compile(r"\A(?P<detail>.*) - at `\$\.(?P<path>(?P<field>[^.\[`]+)[^`]*)`\Z", re.S)
-_UNKNOWN = re.compile(r"\AObject contains unknown field `(?P<field>.*)`\Z", re.S)
-_MISSING = re.compile(r"\AObject missing required field `(?P<field>.*)`\Z", re.S)
+_UNKNOWN = re.compile(r"\AObject contains unknown field `(?P<field>[^`]*)`\Z", re.S)
+_MISSING = re.compile(r"\AObject missing required field `(?P<field>[^`]*)`\Z", re.S)
 
 
 def _invalid(message: str, shape: type[Struct]) -> ValidationError:

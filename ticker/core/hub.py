@@ -30,10 +30,16 @@ from ticker.core.messages import (
     with_now,
 )
 from ticker.core.state import ChannelState
+from ticker.core.stories import Stories
 
 log = logging.getLogger("ticker.core.hub")
 
 StreamKey = tuple[int, int]
+# A place in a channel's resume history: the stream key, then 0 for the entry's own event or
+# 1, 2, ... for `versions` events that happened after it (a translation linked in another
+# edition moves no cursor of this one; a client resuming from the entry gets them again,
+# which is harmless: they carry the item's whole state).
+HistoryKey = tuple[int, int, int]
 ZERO: StreamKey = (0, 0)
 # Beyond this many missed events a resuming client gets a snapshot (with the count) instead:
 # the snapshot is smaller and equal in effect.
@@ -94,10 +100,10 @@ class ChannelHub:
     sse_writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
     # item id -> connections this node wrote it to, since the last flush (reach).
     reach: Counter[str] = field(default_factory=Counter)
-    # conn -> (the cursor it has everything up to, the status it was last told),
-    # while its buffer is full.
-    blocked: dict[Subscriber, tuple[str, bool]] = field(default_factory=dict)
-    keys: list[StreamKey] = field(default_factory=list)
+    # conn -> (the cursor it has everything up to, the status it was last told, the
+    # history revision then), while its buffer is full.
+    blocked: dict[Subscriber, tuple[str, bool, int]] = field(default_factory=dict)
+    keys: list[HistoryKey] = field(default_factory=list)
     fragments: list[bytes] = field(default_factory=list)
     cursors: list[str] = field(default_factory=list)
     horizon: StreamKey = ZERO
@@ -109,6 +115,14 @@ class ChannelHub:
     _resume_cache: dict[str, bytes] = field(default_factory=dict)
     # Entry-ID times (ms) of the events the last live `apply` wrote, until `observe`.
     written: list[int] = field(default_factory=list)
+    # Every channel of the process by name (this one too): a translation published here
+    # changes the `versions` of items in other editions.
+    peers: dict[str, ChannelHub] = field(default_factory=dict)
+    # `versions` events written since the last entry (the third part of their HistoryKey).
+    relinks: int = 0
+    # Bumped whenever history grows: a blocked reader whose cursor did not move may still
+    # have missed a `versions` event.
+    revision: int = 0
 
     # -- folding -----------------------------------------------------------------------
 
@@ -125,6 +139,7 @@ class ChannelHub:
         published: list[str] = []
         stamps: list[int] = []
         rejected: list[Rejection] = []
+        relinked: dict[str, set[str]] = {}
         c = self.counters
         for entry_id, fields in entries:
             c.entries_read += 1
@@ -134,6 +149,7 @@ class ChannelHub:
             self.position = key
             try:
                 event = self.state.apply(entry_id, parse_entry(fields))
+                self._collect_relinked(entry_id, relinked)
             except Exception as exc:
                 if not isinstance(exc, ValidationError):
                     # A validator bug must cost one entry, never the batch or the reader.
@@ -151,12 +167,17 @@ class ChannelHub:
             if event["op"] == "publish":
                 published.append(entry_id)
             stamps.append(key[0])
-            self.keys.append(key)
+            self.relinks = 0
+            self.keys.append((*key, 0))
             self.cursors.append(entry_id)
             self.fragments.append(fragment)
             fresh.append(fragment)
+        own = relinked.pop(self.info.name, None)
+        if own:
+            fresh.extend(self._versions_events(own))
         if fresh:
             c.events += len(fresh)
+            self.revision += 1
             self._changed()
             self._trim()
             reached = self.broadcast(events_payload(self.state.cursor, now, fresh),
@@ -165,9 +186,52 @@ class ChannelHub:
                 self.reach[item_id] += reached
             if live:
                 self.written = stamps
-        elif rejected:
-            self._resume_cache.clear()
+        elif rejected or own:
+            self._changed()
+        for name, ids in relinked.items():
+            self.peers[name].relink(ids, now)
         return rejected
+
+    def _collect_relinked(self, entry_id: str, into: dict[str, set[str]]) -> None:
+        """Note the items, in every edition, whose `versions` the entry just folded changed
+        (not the entry's own item: its event already carries them)."""
+        for story in self.state.take_relinked():
+            for channel, ids in story.members.items():
+                if channel in self.peers:
+                    into.setdefault(channel, set()).update(ids)
+        mine = into.get(self.info.name)
+        if mine is not None:
+            mine.discard(entry_id)
+
+    def _versions_events(self, ids: Iterable[str]) -> list[bytes]:
+        """`versions` events for the items `ids` of this channel whose versions changed,
+        appended to the history (their cached forms are dropped either way)."""
+        out: list[bytes] = []
+        for item_id in sorted(ids, key=lambda i: parse_stream_id(i) or ZERO):
+            item = self.state.items.get(item_id)
+            if item is None:
+                continue
+            item.public_cache = None
+            if item.held or item.killed:
+                continue  # nothing of it is on air; a release sends the whole item
+            fragment = event_json({"op": "versions", "item": item.public()})
+            self.relinks += 1
+            self.keys.append((*self.position, self.relinks))
+            self.cursors.append(self.state.cursor)
+            self.fragments.append(fragment)
+            out.append(fragment)
+        return out
+
+    def relink(self, ids: Iterable[str], now: int) -> None:
+        """Another edition linked or unlinked versions of these items: tell this channel's
+        readers (a `versions` event each, no cursor of its own) and drop cached bodies."""
+        fresh = self._versions_events(ids)
+        self._changed()
+        if fresh:
+            self.counters.events += len(fresh)
+            self.revision += 1
+            self._trim()
+            self.broadcast(events_payload(self.state.cursor, now, fresh), self.state.cursor)
 
     def observe(self, done: float) -> None:
         """Publish-to-write latency of what the last `apply` wrote, the writes having ended
@@ -186,7 +250,9 @@ class ChannelHub:
     def _trim(self) -> None:
         excess = len(self.keys) - self.history_limit
         if excess > self.history_limit // 4:
-            self.horizon = self.keys[excess - 1]
+            ms, seq, sub = self.keys[excess - 1]
+            # A cursor at (ms, seq) resumes only if nothing after it was trimmed.
+            self.horizon = (ms, seq + 1) if sub else (ms, seq)
             del self.keys[:excess], self.cursors[:excess], self.fragments[:excess]
 
     # -- fan-out -----------------------------------------------------------------------
@@ -267,7 +333,7 @@ class ChannelHub:
         cached = self._resume_cache.get(cursor or "")
         if cached is not None:
             return with_now(cached, now), ()
-        start = bisect.bisect_right(self.keys, key)
+        start = bisect.bisect_right(self.keys, (*key, 0))
         missed = len(self.keys) - start
         self.counters.resumes += 1
         if missed > RESUME_LIMIT:
@@ -321,7 +387,7 @@ class ChannelHub:
     def block(self, conn: Subscriber, at: float) -> None:
         """`conn`'s buffer is full: stop live frames; it has everything up to our cursor."""
         if self.live(conn).pop(conn, None) is not None:
-            self.blocked[conn] = (self.state.cursor, self.stale)
+            self.blocked[conn] = (self.state.cursor, self.stale, self.revision)
             conn.blocked_since = at
             self.counters.blocked += 1
 
@@ -330,10 +396,10 @@ class ChannelHub:
         held = self.blocked.pop(conn, None)
         if held is None:
             return
-        cursor, told_stale = held
+        cursor, told_stale, revision = held
         conn.blocked_since = 0.0
         self.live(conn)[conn] = conn.write
-        if cursor == self.state.cursor:
+        if cursor == self.state.cursor and revision == self.revision:
             if self.stale != told_stale:
                 self._send(conn, status_payload(self.stale, now))
             return
@@ -355,15 +421,21 @@ class Hub:
     ) -> None:
         self.counters = Counters()
         self.slow_timeout = slow_timeout
+        self.stories = Stories()
+        channels = tuple(channels)
+        editions = frozenset(ch.name for ch in channels)
         self.channels: dict[str, ChannelHub] = {
             ch.name: ChannelHub(
                 info=ch,
-                state=ChannelState(ch.name, max_items=max_items, max_kept=2 * history_limit),
+                state=ChannelState(ch.name, max_items=max_items, max_kept=2 * history_limit,
+                                   stories=self.stories, editions=editions),
                 history_limit=history_limit,
                 counters=self.counters,
             )
             for ch in channels
         }
+        for hub in self.channels.values():
+            hub.peers = self.channels
         self.stale = False
 
     def channel(self, name: str) -> ChannelHub | None:

@@ -28,7 +28,8 @@ from ticker.core.errors import ValidationError
 
 T = TypeVar("T")
 
-OPS: Final = ("publish", "correct", "kill", "hold", "release", "pin", "unpin", "extend")
+OPS: Final = ("publish", "correct", "kill", "hold", "release", "pin", "unpin", "extend",
+               "confirm")
 TARGETED_OPS: Final = frozenset(OPS[1:])
 URGENCIES: Final = {"flash": 1, "urgent": 3, "breaking": 5}
 URGENCY_BY_NUMBER: Final = {str(n): name for name, n in URGENCIES.items()}
@@ -47,6 +48,10 @@ MAX_ENTRY_BYTES: Final = 8 * 1024
 
 STREAM_ID_PATTERN: Final = r"([0-9]{1,20})-([0-9]{1,20})"
 STREAM_ID: Final = re.compile(rf"\A{STREAM_ID_PATTERN}\Z")
+# A channel (edition) name, as TICKER_CHANNELS takes it.
+CHANNEL_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,31}"
+# `translation_of`: the item of another edition this one is a version of, "en:<item id>".
+STORY: Final = re.compile(rf"\A({CHANNEL_PATTERN}):({STREAM_ID_PATTERN})\Z")
 # Host (name, IPv4, [IPv6], port), then path/query/fragment in printable ASCII (no spaces).
 LINK: Final = re.compile(r"https://[A-Za-z0-9.\-:\[\]]+(?:[/?#][!-~]*)?")
 TAG_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,31}"
@@ -58,7 +63,7 @@ TAGS_PATTERN: Final = rf"{TAG_PATTERN}(?:,{TAG_PATTERN}){{0,{MAX_TAGS - 1}}}"
 BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 KNOWN_FIELDS: Final = frozenset(
     {"op", "item", "text", "source", "urgency", "link", "tags", "expires", "ttl", "by", "idem",
-     "reason"}
+     "reason", "translation_of"}
 )
 
 # -- the rules a JSON Schema can state, each defined once ------------------------------------
@@ -98,6 +103,7 @@ class Entry:
     by: str | None = None
     idem: str | None = None
     reason: str | None = None
+    translation_of: str | None = None  # "en:<item id>": publish only
 
 
 def parse_stream_id(value: str) -> tuple[int, int] | None:
@@ -223,6 +229,26 @@ def check_item_id(value: str) -> str:
     return v
 
 
+def check_translation_of(value: str) -> str:
+    """`"en:1732662000000-0"`, the item of another edition a publish is a version of.
+
+    Only its form is checked here: whether the channel is configured, differs from the
+    entry's own and names an item is for the fold and the edges (docs/editions.md).
+    """
+    m = STORY.match(value.strip())
+    if m is None or parse_stream_id(m.group(2)) is None:
+        raise ValidationError(
+            "translation_of must name an item of another edition as <channel>:<item id>, "
+            "e.g. en:1732662000000-0", field="translation_of")
+    return f"{m.group(1)}:{m.group(2)}"
+
+
+def split_story(value: str) -> tuple[str, str]:
+    """A checked `translation_of` (or story key) as (channel, item id)."""
+    channel, _, item_id = value.partition(":")
+    return channel, item_id
+
+
 def _small(value: str, field: str, limit: int) -> str:
     return check_text(value, field, limit)
 
@@ -285,8 +311,11 @@ def parse_entry(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> Entry:
     by = _opt(fields, "by", lambda v: _small(v, "by", MAX_BY))
     idem = _opt(fields, "idem", lambda v: _small(v, "idem", MAX_IDEM))
     reason = _opt(fields, "reason", lambda v: _small(v, "reason", MAX_REASON))
+    translation_of = _opt(fields, "translation_of", check_translation_of) \
+        if op == "publish" else None
     return Entry(op=op, item=item, text=text, source=source, urgency=urgency, link=link,
-                 tags=tags, expires=expires, ttl=ttl, by=by, idem=idem, reason=reason)
+                 tags=tags, expires=expires, ttl=ttl, by=by, idem=idem, reason=reason,
+                 translation_of=translation_of)
 
 
 def _opt(fields: Mapping[str, str], name: str, check: Callable[[str], T]) -> T | None:
@@ -321,6 +350,8 @@ def entry_fields(entry: Entry) -> dict[str, str]:
         out["idem"] = entry.idem
     if entry.reason is not None:
         out["reason"] = entry.reason
+    if entry.translation_of is not None:
+        out["translation_of"] = entry.translation_of
     return out
 
 

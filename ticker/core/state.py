@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ticker.core.errors import ValidationError
-from ticker.core.items import DEFAULT_TTL, Entry, parse_stream_id
+from ticker.core.items import DEFAULT_TTL, Entry, parse_stream_id, split_story
+from ticker.core.stories import Stories, Story, story_key
 
 IDEM_WINDOW_MS = 24 * 3600 * 1000
 
@@ -25,7 +26,8 @@ class Rejected(ValidationError):
 
 @dataclass(slots=True)
 class Item:
-    """One item's current state. `id` is the stream ID of its publish entry."""
+    """One item's current state. `id` is the stream ID of its publish entry; `story` the
+    story it is a version of (its own `channel:id` for an original, docs/editions.md)."""
 
     id: str
     ts: int
@@ -43,6 +45,11 @@ class Item:
     killed: bool = False
     killed_at: int | None = None
     updated: int = 0
+    story: str = ""
+    story_ref: Story | None = field(default=None, repr=False)
+    # Its corrections and confirmations ("no change needed"), (time, op), in stream order:
+    # what `ticker.core.editions.needs_update` weighs against the other versions'.
+    revisions: list[tuple[int, str]] = field(default_factory=list)
     public_cache: dict[str, Any] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -60,6 +67,8 @@ class Item:
                 "version": self.version,
                 "corrected": self.corrected,
                 "pinned": self.pinned,
+                "story": self.story,
+                "versions": dict(self.story_ref.versions()) if self.story_ref else {},
             }
         return self.public_cache
 
@@ -88,6 +97,12 @@ class ChannelState:
     cursor: str = "0-0"
     items: OrderedDict[str, Item] = field(default_factory=OrderedDict)
     idem: OrderedDict[str, tuple[int, str]] = field(default_factory=OrderedDict)
+    # The cross-edition index, shared by every channel of the process (one of its own when
+    # the state is folded alone), and the configured editions (None: any).
+    stories: Stories = field(default_factory=Stories)
+    editions: frozenset[str] | None = None
+    # Stories whose `versions` changed since the owner last looked (`take_relinked`).
+    relinked: list[Story] = field(default_factory=list)
 
     def apply(self, entry_id: str, entry: Entry) -> dict[str, Any] | None:
         """Apply one validated entry; return the wire event readers need, or None.
@@ -113,6 +128,12 @@ class ChannelState:
             item.killed_at = at
             item.changed(at)
             return {"op": op, "cursor": entry_id, "id": item.id} if was_visible else None
+        if op == "confirm":
+            # The desk's "no change needed" after another version's correction: nothing a
+            # reader sees changes.
+            item.revisions.append((at, op))
+            item.updated = at
+            return None
         if op == "hold":
             if item.held:
                 return None
@@ -128,6 +149,7 @@ class ChannelState:
             item.text = entry.text
             item.version += 1
             item.corrected = True
+            item.revisions.append((at, op))
             if entry.source is not None:
                 item.source = entry.source
             if entry.link is not None:
@@ -154,6 +176,14 @@ class ChannelState:
                 return None
             self.idem[entry.idem] = (at, entry_id)
         assert entry.text is not None
+        if entry.translation_of is not None:
+            linked, _ = split_story(entry.translation_of)
+            if linked == self.name:
+                raise Rejected("translation_of names an item of this same edition",
+                               field="translation_of")
+            if self.editions is not None and linked not in self.editions:
+                raise Rejected(f"translation_of names {linked!r}, which is not a configured "
+                               "edition", field="translation_of")
         urgency = entry.urgency or "breaking"
         if entry.expires is not None:
             expires = entry.expires
@@ -161,10 +191,17 @@ class ChannelState:
             expires = at + (entry.ttl or DEFAULT_TTL[urgency]) * 1000
         item = Item(id=entry_id, ts=at, text=entry.text, source=entry.source, urgency=urgency,
                     link=entry.link, tags=entry.tags or (), expires=expires, by=entry.by,
-                    updated=at)
+                    updated=at,
+                    story=entry.translation_of or story_key(self.name, entry_id))
         self.items[entry_id] = item
+        item.story_ref, changed = self.stories.add(item.story, self.name, entry_id)
+        if changed:
+            self.relinked.append(item.story_ref)
         if len(self.items) > self.max_kept:
-            self.items.popitem(last=False)
+            _, old = self.items.popitem(last=False)
+            story, changed = self.stories.remove(old.story, self.name, old.id)
+            if changed and story is not None:
+                self.relinked.append(story)
         return {"op": "publish", "cursor": entry_id, "item": item.public()}
 
     def _forget_idem(self, now: int) -> None:
@@ -178,6 +215,12 @@ class ChannelState:
         """The item a still-remembered idempotency key published, if any."""
         hit = self.idem.get(key)
         return hit[1] if hit else None
+
+    def take_relinked(self) -> list[Story]:
+        """The stories whose versions changed since the last call (their items' cached
+        public forms are stale: the owner refreshes them, here and in other editions)."""
+        out, self.relinked = self.relinked, []
+        return out
 
     def skip(self, entry_id: str) -> None:
         """Advance past an entry that was rejected before it reached the state."""

@@ -9,6 +9,7 @@ atomic step (`audit.Journal`). A write answers once this node has folded the ent
 |---|---|
 | `POST /desk/api/items` | editor: now, or at `at`; contributor: waits in `pending` |
 | `POST /desk/api/items/{channel}/{item}/{op}` | editor (correct hold release pin ...) |
+| `POST /desk/api/translate/{edition}/dismiss` | editor: `{story}` leaves that edition's queue |
 | `POST /desk/api/jobs/{job}/approve` / `reject` | editor |
 | `POST /desk/api/jobs/{job}/cancel` | editor; a contributor for their own pending item |
 | `GET /desk/api/state`, `GET /desk/api/events` | contributor |
@@ -31,16 +32,21 @@ from starlette.routing import Route
 
 from ticker.core.clock import now_ms
 from ticker.core.contract import OP_FIELDS, PUBLISH_FIELDS, to_fields
+from ticker.core.editions import check_link, needs_update, versions_of
 from ticker.core.errors import HTTPError, ValidationError
 from ticker.core.hub import ChannelHub
 from ticker.core.items import (
     MAX_REASON,
     check_expires,
     check_text,
+    check_translation_of,
     entry_fields,
     parse_entry,
     parse_stream_id,
+    split_story,
 )
+from ticker.core.state import Item
+from ticker.core.stories import story_key
 from ticker.newsroom.auth import Principal
 from ticker.newsroom.deskview import desk_state
 from ticker.newsroom.jobs import Job, new_id
@@ -141,6 +147,11 @@ async def submit(request: Request) -> Response:
         raise ValidationError("text is missing", field="text")
     fields = to_fields(body, PUBLISH_FIELDS)
     fields["by"] = who.name
+    if "translation_of" in fields:
+        if len(channels) != 1:
+            raise ValidationError("a translation goes to one edition", field="channels")
+        fields["translation_of"] = check_link(runtime.hub.channels, channels[0],
+                                              fields["translation_of"])
     entry = parse_entry(fields)
     canonical = entry_fields(entry)
     if at is not None and entry.expires is not None and entry.expires <= at:
@@ -178,9 +189,11 @@ async def publish_now(runtime: Runtime, who: Principal, channels: list[str],
             items.append({"channel": name, "id": earlier, "duplicate": "true"})
         else:
             fresh.append(name)
+    detail = f"urgency {fields.get('urgency', 'breaking')}"
+    if "translation_of" in fields:
+        detail += f", version of {fields['translation_of']}"
     audit: dict[str, str | None] = {
-        "user": who.name, "action": "publish", "after": fields["text"],
-        "detail": f"urgency {fields.get('urgency', 'breaking')}"}
+        "user": who.name, "action": "publish", "after": fields["text"], "detail": detail}
     for name in fresh:
         # One atomic step per channel (its stream and its audit share a slot); a retry with
         # the same idem after a failure half-way publishes only the missing channels.
@@ -220,6 +233,9 @@ async def act(request: Request) -> Response:
                         f"(now {item.version}); look again", field="version")
     if op == "kill" and not str(body.get("reason") or "").strip():
         raise ValidationError("say why it is killed", field="reason")
+    all_versions = body.get("all_versions", False)
+    if op == "kill" and not isinstance(all_versions, bool):
+        raise ValidationError("all_versions must be true or false", field="all_versions")
     noop = {"hold": item.held, "release": not item.held, "pin": item.pinned,
             "unpin": not item.pinned}.get(op)
     if noop:
@@ -227,8 +243,14 @@ async def act(request: Request) -> Response:
     fields = to_fields(body, OP_FIELDS[op])
     fields.update(op=op, item=item_id, by=who.name)
     entry = parse_entry(fields)
+    if op == "kill" and all_versions:
+        return await kill_versions(runtime, who, channel, item, entry.reason or "")
     audit: dict[str, str | None] = {"user": who.name, "action": op, "item": item_id,
                                     "before": item.text, "reason": entry.reason}
+    if op == "confirm":
+        other = needs_update(channel.peers, item)
+        audit["detail"] = "no change needed" + (
+            f" after the {other} correction" if other else "")
     if op == "correct":
         audit["after"] = entry.text or ""
         audit["detail"] = f"version {item.version} -> {item.version + 1}"
@@ -240,6 +262,61 @@ async def act(request: Request) -> Response:
     applied = await wait_folded(channel, entry_id)
     return json_response({"id": item_id, "cursor": entry_id, "op": op,
                           "channel": channel.info.name, "applied": applied}, 201)
+
+
+async def kill_versions(runtime: Runtime, who: Principal, channel: ChannelHub, item: Item,
+                        reason: str) -> Response:
+    """Kill `item` and every standing version of its story, each with its own stream entry
+    and audit entry (one per item), this edition first."""
+    done: list[dict[str, Any]] = []
+    targets = versions_of(channel.peers, channel.info.name, item)
+    for name, target in targets:
+        fields = entry_fields(parse_entry({"op": "kill", "item": target.id, "by": who.name,
+                                           "reason": reason}))
+        audit: dict[str, str | None] = {
+            "user": who.name, "action": "kill", "item": target.id, "before": target.text,
+            "reason": reason,
+            "detail": f"with every version ({', '.join(n for n, _ in targets)})"}
+        entry_id = await runtime.newsroom.journal.append(name, fields, audit,
+                                                         item_is_entry=False)
+        done.append({"id": target.id, "cursor": entry_id, "op": "kill", "channel": name})
+    for row in done:
+        row["applied"] = await wait_folded(channel.peers[row["channel"]], row["cursor"])
+    first = done[0]
+    return json_response({**first, "versions": done[1:]}, 201)
+
+
+async def dismiss(request: Request) -> Response:
+    """Take a story off one edition's translation queue (audited)."""
+    runtime = runtime_of(request)
+    who = await runtime.newsroom.auth.require(request, "editor", csrf=True)
+    edition = request.path_params["edition"]
+    if runtime.hub.channel(edition) is None:
+        raise HTTPError(404, "not_found", f"no edition {edition[:40]!r}", field="edition")
+    body = await read_json_object(request, runtime.settings.max_body)
+    unknown = set(body) - {"story"}
+    if unknown:
+        name = sorted(unknown)[0][:40]
+        raise ValidationError(f"unknown field {name!r}", field=name)
+    raw = body.get("story")
+    if not isinstance(raw, str):
+        raise ValidationError("story is missing", field="story")
+    try:
+        channel_name, item_id = split_story(check_translation_of(raw))
+    except ValidationError:
+        raise ValidationError("story must be <channel>:<item id>", field="story") from None
+    hub = runtime.hub.channel(channel_name)
+    item = hub.state.items.get(item_id) if hub is not None else None
+    if item is None or item.story != story_key(channel_name, item_id):
+        raise HTTPError(404, "not_found", f"no original {raw[:80]} on this desk",
+                        field="story")
+    if channel_name == edition:
+        raise ValidationError("an edition does not translate its own items", field="story")
+    fresh = await runtime.newsroom.dismissals.dismiss(edition, item.story, who.name,
+                                                      item.text)
+    runtime.desk_feed.touch()
+    return json_response({"edition": edition, "story": item.story, "dismissed": True,
+                          "duplicate": not fresh}, 201 if fresh else 200)
 
 
 # -- held-back jobs --------------------------------------------------------------------------
@@ -320,8 +397,10 @@ async def approve(runtime: Runtime, who: Principal, job: Job, raw: bytes) -> Res
 async def build_state(runtime: Runtime, who: Principal) -> dict[str, Any]:
     jobs = runtime.newsroom.jobs
     scheduled, pending = await jobs.held("scheduled"), await jobs.held("pending")
+    dismissed = await runtime.newsroom.dismissals.load()
     view = desk_state(list(runtime.hub.channels.values()), now_ms(),
-                      {"name": who.name, "role": who.user.role}, scheduled, pending)
+                      {"name": who.name, "role": who.user.role}, scheduled, pending,
+                      dismissed)
     # Reach: how many screens each item was written to, summed over every node.
     for channel in view["channels"]:
         totals = await runtime.reach.totals(channel["name"], [i["id"] for i in channel["items"]])
@@ -460,6 +539,7 @@ def audit_query(request: Request, runtime: Runtime) -> dict[str, Any]:
 routes = [
     Route("/desk/api/items", submit, methods=["POST"]),
     Route("/desk/api/items/{channel}/{item}/{op}", act, methods=["POST"]),
+    Route("/desk/api/translate/{edition}/dismiss", dismiss, methods=["POST"]),
     Route("/desk/api/jobs/{job}/{action}", job_action, methods=["POST"]),
     Route("/desk/api/state", state, methods=["GET"]),
     Route("/desk/api/events", events, methods=["GET"]),

@@ -12,12 +12,14 @@ from ticker.core.hub import Hub
 from ticker.newsroom.audit import Audit, Journal
 from ticker.newsroom.auth import Auth
 from ticker.newsroom.jobs import Jobs, run_scheduler
+from ticker.newsroom.translations import Dismissals
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
 
 
 class Newsroom:
-    """Auth, Journal (stream + audit writes), Audit (reading it), Jobs (held-back items)."""
+    """Auth, Journal (stream + audit writes), Audit (reading it), Jobs (held-back items),
+    Dismissals (the translation queue's)."""
 
     def __init__(self, settings: Settings, redis: Redis, keys: Keys, hub: Hub) -> None:
         self.hub = hub
@@ -25,6 +27,7 @@ class Newsroom:
         self.auth = Auth(settings, redis, keys, self.audit)
         self.journal = Journal(redis, keys, settings.stream_maxlen)
         self.jobs = Jobs(redis, keys, self.journal, self.published)
+        self.dismissals = Dismissals(redis, keys)
 
     def published(self, channel: str, idem: str) -> str | None:
         """The item this node's folded state published with `idem` in `channel`, if any."""

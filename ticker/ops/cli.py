@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ticker.core.editions import check_link, versions_of
 from ticker.core.errors import TickerError
 from ticker.ops import usercli
 from ticker.ops.logs import configure
@@ -27,6 +28,7 @@ from ticker.redis.connection import connect as redis_client
 from ticker.redis.deadletters import DeadLetters
 from ticker.redis.embedded import EmbeddedRedis, running_url
 from ticker.redis.keys import Keys
+from ticker.redis.reader import fold
 from ticker.redis.tokens import Tokens
 
 REDIS_FLAGS = ("redis_url", "redis_cluster", "data_dir", "key_prefix", "channels",
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--ttl", type=int, help="seconds on air (default by urgency)")
     post.add_argument("--idem", help="idempotency key: a retry is not shown twice")
     post.add_argument("--by", default="cli", help="who publishes (default: cli)")
+    post.add_argument("--translation-of", metavar="CHANNEL:ID",
+                      help="publish as a version of that item of another edition, e.g. "
+                           "en:1732662000000-0 (docs/editions.md)")
     add_settings(post, REDIS_FLAGS)
 
     kill = sub.add_parser("kill", help="take an item off the air everywhere")
@@ -80,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("--channel", dest="channel_name", default="en")
     kill.add_argument("--reason", required=True, help="why (kept in the stream)")
     kill.add_argument("--by", default="cli")
+    kill.add_argument("--all-versions", action="store_true",
+                      help="kill every version of the story, in every edition")
     add_settings(kill, REDIS_FLAGS)
 
     dead = sub.add_parser("deadletter", help="entries rejected by validation")
@@ -165,19 +172,35 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
                   f"{', '.join(settings.channel_names)})", file=sys.stderr)
             return 2
         async with connect(settings) as redis:
+            link = None
+            if args.translation_of is not None:
+                folded = await fold(redis, keys, settings.channels)
+                link = check_link(folded.channels, channel.name, args.translation_of)
             item_id = await publisher.publish(
                 redis, channel.name, args.text, source=args.source, urgency=args.urgency,
                 link=args.link, tags=(args.tags or "").split(",") if args.tags else (),
                 ttl=args.ttl, by=args.by, idem=args.idem, keys=keys,
-                maxlen=settings.stream_maxlen)
+                maxlen=settings.stream_maxlen, translation_of=link)
         print(item_id)
         return 0
 
     async def kill() -> int:
         async with connect(settings) as redis:
-            entry_id = await publisher.kill(redis, args.channel_name, args.item,
-                                            reason=args.reason, by=args.by, keys=keys)
-        print(entry_id)
+            targets = [(args.channel_name, args.item)]
+            if args.all_versions:
+                folded = await fold(redis, keys, settings.channels)
+                hub = folded.channel(args.channel_name)
+                item = hub.state.items.get(args.item) if hub is not None else None
+                if hub is None or item is None or item.killed:
+                    print(f"ticker: no item {args.item} on air or held in "
+                          f"{args.channel_name}", file=sys.stderr)
+                    return 2
+                targets = [(name, it.id) for name, it in
+                           versions_of(folded.channels, args.channel_name, item)]
+            for name, item_id in targets:
+                entry_id = await publisher.kill(redis, name, item_id, reason=args.reason,
+                                                by=args.by, keys=keys)
+                print(entry_id if len(targets) == 1 else f"{name}\t{item_id}\t{entry_id}")
         return 0
 
     async def deadletter() -> int:

@@ -16,9 +16,10 @@ from typing import Any
 
 from ticker.core.channels import Channel
 from ticker.core.errors import ConfigError
+from ticker.core.items import CHANNEL_PATTERN
 
 RTL_LANGUAGES = frozenset({"ar", "arc", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug", "ur", "yi"})
-CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+CHANNEL_NAME = re.compile(rf"^{CHANNEL_PATTERN}$")
 
 
 def parse_channels(spec: str) -> tuple[Channel, ...]:

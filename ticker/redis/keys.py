@@ -134,5 +134,9 @@ class Keys:
         return f"{self.prefix}:job-claims"
 
     @property
+    def dismissed(self) -> str:
+        return f"{self.prefix}:dismissed"
+
+    @property
     def desk_version(self) -> str:
         return f"{self.prefix}:desk-version"

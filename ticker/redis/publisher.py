@@ -42,11 +42,16 @@ async def publish(
     urgency: str | None = None, link: str | None = None, tags: Sequence[str] = (),
     ttl: int | None = None, expires: int | None = None, by: str | None = None,
     idem: str | None = None, keys: Keys = DEFAULT_KEYS, maxlen: int = 10000,
+    translation_of: str | None = None,
 ) -> str:
-    """Publish one item; returns its id (the stream ID of the publish entry)."""
+    """Publish one item; returns its id (the stream ID of the publish entry).
+
+    `translation_of` (`"en:<id>"`) makes it a version of that item; only its form is
+    checked here (`ticker post --translation-of` checks the rest against the folded
+    streams, `ticker.core.editions.check_link`)."""
     fields = {"op": "publish", "text": text}
     for name, value in (("source", source), ("urgency", urgency), ("link", link),
-                        ("by", by), ("idem", idem)):
+                        ("by", by), ("idem", idem), ("translation_of", translation_of)):
         if value is not None:
             fields[name] = value
     if tags:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -25,6 +25,7 @@ from redis.backoff import EqualJitterBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
+from ticker.core.channels import Channel
 from ticker.core.clock import now_ms
 from ticker.core.hub import Hub
 from ticker.core.items import Rejection, parse_stream_id
@@ -47,6 +48,31 @@ def before(entry_id: str) -> tuple[int, int]:
     if seq > 0:
         return ms, seq - 1
     return (ms - 1, (1 << 64) - 1) if ms > 0 else (0, 0)
+
+
+async def stream_pages(redis: Redis, key: str) -> AsyncIterator[Sequence[Any]]:
+    """A channel's whole stream, oldest first, in pages of BOOTSTRAP_PAGE entries."""
+    start = "-"
+    while True:
+        rows: Any = await redis.xrange(key, start, "+", count=BOOTSTRAP_PAGE)
+        if not rows:
+            return
+        yield rows
+        start = "(" + _id(rows[-1][0])
+        if len(rows) < BOOTSTRAP_PAGE:
+            return
+
+
+async def fold(redis: Redis, keys: Keys, channels: Iterable[Channel]) -> Hub:
+    """Every channel's stream folded into a hub of its own, with no readers: what a
+    command that is not a server (`ticker post --translation-of`, `ticker kill
+    --all-versions`) checks against, exactly as a node would."""
+    hub = Hub(channels)
+    for name, channel in hub.channels.items():
+        async for rows in stream_pages(redis, keys.stream(name)):
+            channel.apply([(_id(entry_id), fields) for entry_id, fields in rows], now_ms(),
+                          live=False)
+    return hub
 
 
 class Reader:
@@ -149,15 +175,8 @@ class Reader:
         for key, name in self.streams.items():
             channel = self.hub.channels[name]
             channel.horizon = await self._horizon(key)
-            start = "-"
-            while True:
-                rows: Any = await self.redis.xrange(key, start, "+", count=BOOTSTRAP_PAGE)
-                if not rows:
-                    break
+            async for rows in stream_pages(self.redis, key):
                 await self._apply(name, rows)
-                start = "(" + _id(rows[-1][0])
-                if len(rows) < BOOTSTRAP_PAGE:
-                    break
             log.info("channel %s: folded up to %s (%d items)", name, channel.state.cursor,
                      len(channel.state.items))
         self.bootstrapped = True

@@ -25,12 +25,14 @@ from ticker.core.contract import (
     ChannelInfo,
     Channels,
     Item,
+    KillRequest,
     OnAir,
     Published,
     PublishRequest,
     decode,
     stream_fields,
 )
+from ticker.core.editions import check_link, versions_of
 from ticker.core.errors import HTTPError
 from ticker.core.hub import ChannelHub
 from ticker.core.items import entry_fields, parse_entry, parse_stream_id
@@ -56,6 +58,9 @@ async def publish(request: Request) -> Response:
     body = await read_json_object(request, runtime_of(request).settings.max_body)
     fields = stream_fields(decode(body, PublishRequest))
     fields["by"] = by
+    if "translation_of" in fields:
+        fields["translation_of"] = check_link(channel.peers, channel.info.name,
+                                              fields["translation_of"])
     idem = fields.get("idem", "").strip()
     if idem:
         return await publish_once(request, channel, fields, idem)
@@ -121,11 +126,20 @@ async def act(request: Request) -> Response:
                         field="item")
     if item.killed:
         raise HTTPError(409, "conflict", f"item {item_id} was killed", field="item")
-    fields = stream_fields(decode(body, OP_REQUESTS[op]))
+    decoded = decode(body, OP_REQUESTS[op])
+    fields = stream_fields(decoded)
     fields.update(op=op, item=item_id, by=by)
-    entry_id = await append(request, channel, fields)
-    return json_response(Applied(id=item_id, cursor=entry_id, op=op,
-                                 channel=channel.info.name), 201)
+    targets = [(channel.info.name, item)]
+    if isinstance(decoded, KillRequest) and decoded.all_versions:
+        targets = versions_of(channel.peers, channel.info.name, item)
+    done: list[Applied] = []
+    for name, target in targets:  # this edition first: its kill is the one asked for
+        entry_id = await append(request, channel.peers[name], {**fields, "item": target.id})
+        done.append(Applied(id=target.id, cursor=entry_id, op=op, channel=name))
+    first = done[0]
+    if len(targets) > 1:
+        first.versions = done[1:]
+    return json_response(first, 201)
 
 
 async def on_air(request: Request) -> Response:

@@ -20,6 +20,7 @@ across nodes, hosts and formats, so one item has the same id in all three feeds.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 import re
@@ -166,6 +167,8 @@ def render_json(ctx: FeedContext, items: Iterable[Item]) -> bytes:
             "version": item.version,
             "corrected": item.corrected,
             "pinned": item.pinned,
+            "story": item.story,
+            "versions": dict(item.story_ref.versions()) if item.story_ref else {},
         }
         entries.append(entry)
     return dumps({
@@ -257,8 +260,16 @@ FORMATS: dict[str, Format] = {
 # -- HTTP ---------------------------------------------------------------------------------
 
 
-def etag_of(cursor: str) -> str:
-    return f'"{cursor}"'
+def etag_of(cursor: str, items: Iterable[Item] = ()) -> str:
+    """The cursor, and when any item has versions in other editions a digest of them: a
+    translation linked elsewhere changes the feed without moving this channel's cursor.
+    Both come from the fold alone, so every node gives the same tag."""
+    linked = [(it.id, sorted(it.story_ref.versions().items())) for it in items
+              if it.story_ref is not None and len(it.story_ref.members) > 1]
+    if not linked:
+        return f'"{cursor}"'
+    digest = hashlib.blake2s(repr(linked).encode(), digest_size=6).hexdigest()
+    return f'"{cursor}.{digest}"'
 
 
 def not_modified(request: Request, etag: str, modified_ms: int) -> bool:
@@ -288,8 +299,9 @@ def endpoint(fmt: str) -> Callable[[Request], Any]:
         settings = runtime.settings
         cursor = channel.state.cursor
         modified = cursor_ms(cursor)
+        items = select(channel.state, settings.feed_items)
         headers = {
-            "ETag": etag_of(cursor),
+            "ETag": etag_of(cursor, items),
             "Last-Modified": http_date(modified),
             "Cache-Control": f"public, max-age={settings.feed_max_age}",
             **PUBLIC,
@@ -300,7 +312,7 @@ def endpoint(fmt: str) -> Callable[[Request], Any]:
         ctx = FeedContext(info=channel.info, cursor=cursor, home=base + "/",
                           self_url=f"{base}/feeds/{channel.info.name}.{fmt}",
                           max_age=settings.feed_max_age)
-        body = spec.render(ctx, select(channel.state, settings.feed_items))
+        body = spec.render(ctx, items)
         return Response(body, media_type=spec.media_type, headers=headers)
 
     return feed
