@@ -18,10 +18,11 @@ from ticker.redis.keys import Keys
 TICKER = [sys.executable, "-m", "ticker"]
 
 
-async def ticker(redis_url: str, prefix: str, *args: str, stdin: str = ""
-                 ) -> subprocess.CompletedProcess[str]:
+async def ticker(redis_url: str, prefix: str, *args: str, stdin: str = "",
+                 channels: str = "en") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
-    env.update(TICKER_REDIS_URL=redis_url, TICKER_KEY_PREFIX=prefix, TICKER_LOG_LEVEL="warning")
+    env.update(TICKER_REDIS_URL=redis_url, TICKER_KEY_PREFIX=prefix, TICKER_LOG_LEVEL="warning",
+               TICKER_CHANNELS=channels)
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run([*TICKER, *args], input=stdin, capture_output=True, text=True,

@@ -122,6 +122,12 @@ WRITES: dict[str, tuple[str, Setup, set[int]]] = {
     "user-enable": ("admin", fixed("/desk/api/users/target/enable", lambda: None), {200}),
     "user-passwd": ("admin", fixed("/desk/api/users/target/passwd",
                                    lambda: {"password": PASSWORD}), {200}),
+    "user-lang": ("admin", fixed("/desk/api/users/target/lang", lambda: {"lang": "ar"}), {200}),
+    "user-editions": ("admin", fixed("/desk/api/users/target/editions",
+                                     lambda: {"editions": ["en"]}), {200}),
+    "user-end-sessions": ("admin", fixed("/desk/api/users/target/end-sessions", lambda: None),
+                          {200}),
+    "prefs": ("contributor", fixed("/desk/api/me", lambda: {"lang": "es"}), {200}),
     "token-create": ("admin", fixed("/desk/api/tokens",
                                     lambda: {"name": "t" + uuid.uuid4().hex[:8]}), {201}),
     "token-revoke": ("admin", revoke_setup, {200}),
@@ -197,6 +203,7 @@ async def test_a_contributor_may_withdraw_only_their_own_submission(
 READS = {
     "/desk/api/state": "contributor",
     "/desk/api/session": "contributor",
+    "/desk/api/me": "contributor",
     "/desk/api/audit": "editor",
     "/desk/api/users": "admin",
     "/desk/api/tokens": "admin",
@@ -223,6 +230,13 @@ async def test_reading_routes_need_a_session_and_the_role(world: World) -> None:
         assert (await world.desks["contributor"].http.get("/desk")).status_code == 200
         assert (await world.desks["contributor"].http.get("/desk/audit")).status_code == 403
         assert (await world.desks["editor"].http.get("/desk/audit")).status_code == 200
+        for page, least in (("/desk/people", "admin"), ("/desk/tokens", "admin"),
+                            ("/desk/settings", "contributor")):
+            r = await anonymous.get(page)
+            assert r.status_code == 303 and r.headers["location"] == f"/login?next={page}"
+            for role in ROLES:
+                want = 200 if RANK[role] >= RANK[least] else 403
+                assert (await world.desks[role].http.get(page)).status_code == want, page
     finally:
         await anonymous.aclose()
 

@@ -1,14 +1,18 @@
-"""The desk's pages: sign-in and sign-out, the desk itself, and the audit trail.
+"""The desk's pages: sign-in and sign-out, the desk itself, the audit trail, and people,
+API tokens and one's own settings.
 
 Pages are Jinja2 templates in `web/` (`login.html`, `message.html`, `desk.html`,
-`audit.html`) rendered by Starlette's `Jinja2Templates` with autoescape on for every template
-and undefined names an error: item text, user names, reasons and every other value are text,
-never HTML, and the markup (channel and expiry choices, audit rows) is in the templates. All
-behaviour is in `web/desk.js` (no inline script: CSP `script-src 'self'`). Forms carry a CSRF
-token: the session's, or before sign-in the nonce of the signed `ticker_login` cookie; their
-urlencoded bodies are read by `read_form` (Starlette's `request.form()`, bounded and strict).
-A request that prefers JSON (`Accept: application/json`) gets the API's JSON errors instead
-of a page. `routes` is this module's and `ticker.desk.api`'s and `ticker.desk.admin`'s routes.
+`audit.html`, `people.html`, `tokens.html`, `settings.html`) rendered by Starlette's
+`Jinja2Templates` with autoescape on for every template and undefined names an error: item
+text, user names, reasons and every other value are text, never HTML, and the markup
+(channel and expiry choices, audit rows, user cards) is in the templates. All behaviour is
+in `web/desk.js` and, for people, tokens and settings, `web/people.js` (no inline script:
+CSP `script-src 'self'`); those three pages take every visible string from
+`ticker.desk.texts`. Forms carry a CSRF token: the session's, or before sign-in the nonce of
+the signed `ticker_login` cookie; their urlencoded bodies are read by `read_form`
+(Starlette's `request.form()`, bounded and strict). A request that prefers JSON (`Accept:
+application/json`) gets the API's JSON errors instead of a page. `routes` is this module's
+and `ticker.desk.api`'s and `ticker.desk.admin`'s routes.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from starlette.types import Message
 
 from ticker.core.errors import HTTPError, ValidationError
 from ticker.core.items import DEFAULT_TTL, MAX_TEXT
-from ticker.desk import admin
+from ticker.desk import admin, texts
 from ticker.desk import api as deskapi
 from ticker.newsroom.audit import AuditEntry
 from ticker.newsroom.auth import LoginRefused, Principal
 from ticker.newsroom.sessions import LOGIN_COOKIE, nonces_match
+from ticker.newsroom.users import LANGS, ROLES
 from ticker.node.runtime import runtime_of
 from ticker.transport.assets import templates
 from ticker.transport.http import error_response, read_body
@@ -266,16 +271,57 @@ async def audit_page(request: Request) -> Response:
         "csrf": found.session.csrf, "me": found.name, "user_value": params.get("user", ""),
         "channels": runtime.settings.channels, "selected_channel": params.get("channel"),
         "entries": entries, "older_link": older_link, "limit": query["limit"],
-        "errors": errors,
+        "errors": errors, "is_admin": found.user.can("admin"),
     }, status)
 
 
+# -- people, tokens, settings --------------------------------------------------------------
+
+def manage_page(request: Request, principal: Principal, name: str,
+                context: Mapping[str, Any]) -> Response:
+    """`web/{name}.html` with what every one of these pages shows: the top bar's user, the
+    CSRF token, the editions and languages, and the page's strings (`texts`)."""
+    user = principal.user
+    return page(request, f"{name}.html", {
+        "csrf": principal.session.csrf, "me": user.name, "role": user.role,
+        "is_admin": user.can("admin"), "here": name, "t": texts.strings(name, user.lang),
+        "langs": LANGS, "channels": runtime_of(request).settings.channels, **context,
+    })
+
+
+async def people_page(request: Request) -> Response:
+    found = await signed_in(request, "admin")
+    if not isinstance(found, Principal):
+        return found
+    users = await runtime_of(request).newsroom.auth.users.list()
+    return manage_page(request, found, "people", {"users": users, "roles": ROLES})
+
+
+async def tokens_page(request: Request) -> Response:
+    found = await signed_in(request, "admin")
+    if not isinstance(found, Principal):
+        return found
+    tokens = await runtime_of(request).tokens.entries()
+    return manage_page(request, found, "tokens", {"tokens": [
+        {"name": str(t["name"]), "created": int(t.get("created", 0)) * 1000} for t in tokens]})
+
+
+async def settings_page(request: Request) -> Response:
+    found = await signed_in(request, "contributor")
+    if not isinstance(found, Principal):
+        return found
+    return manage_page(request, found, "settings", {"user": found.user})
+
+
 async def session_info(request: Request) -> Response:
-    """`{user, role, csrf}` for scripts and tests (the desk page carries the same)."""
+    """`{user, role, csrf, lang, editions}` for scripts and tests (the desk page carries
+    the same)."""
     principal = await runtime_of(request).newsroom.auth.require(request, "contributor",
                                                                 csrf=False)
-    return deskapi.json_response({"user": principal.name, "role": principal.user.role,
-                                  "csrf": principal.session.csrf})
+    user = principal.user
+    return deskapi.json_response({"user": user.name, "role": user.role,
+                                  "csrf": principal.session.csrf, "lang": user.lang,
+                                  "editions": list(user.editions)})
 
 
 routes = [
@@ -284,6 +330,9 @@ routes = [
     Route("/logout", logout, methods=["POST"]),
     Route("/desk", desk_page, methods=["GET"]),
     Route("/desk/audit", audit_page, methods=["GET"]),
+    Route("/desk/people", people_page, methods=["GET"]),
+    Route("/desk/tokens", tokens_page, methods=["GET"]),
+    Route("/desk/settings", settings_page, methods=["GET"]),
     Route("/desk/api/session", session_info, methods=["GET"]),
     *deskapi.routes,
     *admin.routes,

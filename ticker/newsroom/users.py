@@ -1,10 +1,13 @@
 """The desk's accounts, kept in Redis: argon2id password hashes, a role, a session version.
 
 A user is one hash, `{prefix}:user:{name}`, with `role`, `hash`, `disabled`, `sv` (the
-session version), `created` and `updated`; `{prefix}:users` is the set of names. A session
-remembers the `sv` it was made under and is only valid while the user's `sv` is unchanged,
-so disabling a user or changing their password (both bump `sv`) ends every session at once,
-on every node, without finding the sessions first.
+session version), `created`, `updated` and two preferences: `lang` (the desk's language,
+one of LANGS) and `editions` (their default editions, comma-separated channel names; empty
+means all). `{prefix}:users` is the set of names. A user stored before the preferences
+existed reads as `en` and all editions. A session remembers the `sv` it was made under and
+is only valid while the user's `sv` is unchanged, so disabling a user, changing their
+password or ending their sessions (each bumps `sv`) ends every session at once, on every
+node, without finding the sessions first. Preferences never end a session.
 
 Roles, least to most: `contributor` (submits items that wait for an editor's approval),
 `editor` (publishes and runs every op), `admin` (also manages users and API tokens).
@@ -20,7 +23,7 @@ import asyncio
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -38,6 +41,8 @@ NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MIN_PASSWORD: Final = 10
 MAX_PASSWORD: Final = 1024
 HASH_CONCURRENCY: Final = 2
+LANGS: Final = ("en", "ar", "es")
+DEFAULT_LANG: Final = "en"
 
 # Create a user only if the name is free, record and index together (never half a user).
 CREATE: Final = """
@@ -66,6 +71,31 @@ def check_role(value: str) -> str:
     return role
 
 
+def check_lang(value: str) -> str:
+    """The desk's language: one of LANGS."""
+    lang = value.strip().lower()
+    if lang not in LANGS:
+        raise ValidationError(f"lang must be one of {', '.join(LANGS)}", field="lang")
+    return lang
+
+
+def check_editions(values: Iterable[str], channels: Collection[str]) -> tuple[str, ...]:
+    """Default editions: each one of `channels` (the configured names), given once or more;
+    kept in the order of `channels`. None at all means every edition."""
+    wanted: set[str] = set()
+    for value in values:
+        if value not in channels:
+            raise ValidationError(f"no edition {value[:40]!r}; one of {', '.join(channels)}",
+                                  field="editions")
+        wanted.add(value)
+    return tuple(name for name in channels if name in wanted)
+
+
+def editions_text(editions: Iterable[str]) -> str:
+    """Default editions as the audit trail and the CLI say them: `en, ar`, or `all`."""
+    return ", ".join(editions) or "all"
+
+
 def check_password(value: str) -> str:
     """At least MIN_PASSWORD characters (NFC), at most MAX_PASSWORD; any characters."""
     password = unicodedata.normalize("NFC", value)
@@ -88,19 +118,28 @@ class User:
     sv: int
     created: int
     updated: int
+    lang: str = DEFAULT_LANG
+    editions: tuple[str, ...] = ()
 
     def can(self, role: str) -> bool:
         """True if this user has `role` or a higher one (and is not disabled)."""
         return not self.disabled and RANK[self.role] >= RANK[role]
 
+    def summary(self) -> str:
+        """The new user as the audit trail and the CLI say it."""
+        return (f"{self.name} as {self.role}; language {self.lang}; default editions "
+                f"{editions_text(self.editions)}")
+
     def public(self) -> dict[str, object]:
         return {"name": self.name, "role": self.role, "disabled": self.disabled,
-                "created": self.created, "updated": self.updated}
+                "created": self.created, "updated": self.updated, "lang": self.lang,
+                "editions": list(self.editions)}
 
 
 def _user(name: str, raw: Mapping[bytes, bytes]) -> User | None:
     if not raw or b"role" not in raw:
         return None
+    lang = raw.get(b"lang", b"").decode()
     return User(
         name=name,
         role=raw[b"role"].decode(),
@@ -108,6 +147,8 @@ def _user(name: str, raw: Mapping[bytes, bytes]) -> User | None:
         sv=int(raw.get(b"sv", b"0")),
         created=int(raw.get(b"created", b"0")),
         updated=int(raw.get(b"updated", b"0")),
+        lang=lang if lang in LANGS else DEFAULT_LANG,
+        editions=tuple(e for e in raw.get(b"editions", b"").decode().split(",") if e),
     )
 
 
@@ -185,19 +226,22 @@ class Users:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def add(self, name: str, role: str, password: str) -> User:
-        """Create a user; ValidationError (field `name`) if the name is taken."""
+    async def add(self, name: str, role: str, password: str, *, lang: str = DEFAULT_LANG,
+                  editions: Iterable[str] = (), channels: Collection[str] = ()) -> User:
+        """Create a user; ValidationError (field `name`) if the name is taken. `editions`
+        must be among `channels`, the configured channel names."""
         name, role, password = check_name(name), check_role(role), check_password(password)
+        lang, chosen = check_lang(lang), check_editions(editions, channels)
         hashed = await self._hash(password)
         now = now_ms()
         created = await self.redis.eval(
             CREATE, 2, self.keys.user(name), self.keys.users, name,
             "role", role, "hash", hashed, "disabled", "0", "sv", "1",
-            "created", str(now), "updated", str(now),
+            "created", str(now), "updated", str(now), "lang", lang, "editions", ",".join(chosen),
         )
         if not created:
             raise ValidationError(f"user {name!r} exists", field="name")
-        return User(name, role, False, 1, now, now)
+        return User(name, role, False, 1, now, now, lang, chosen)
 
     async def _require(self, name: str) -> User:
         user = await self.get(check_name(name))
@@ -221,6 +265,22 @@ class Users:
         """A new role; takes effect on the user's next request (roles are read each time)."""
         user = await self._require(name)
         return await self._update(user, {"role": check_role(role)}, end_sessions=False)
+
+    async def set_prefs(self, name: str, *, channels: Collection[str], lang: str | None = None,
+                        editions: Iterable[str] | None = None) -> User:
+        """The user's language and/or default editions (among `channels`, the configured
+        names); both are checked before either is written. Sessions go on."""
+        user = await self._require(name)
+        fields: dict[str, str] = {}
+        if lang is not None:
+            fields["lang"] = check_lang(lang)
+        if editions is not None:
+            fields["editions"] = ",".join(check_editions(editions, channels))
+        return await self._update(user, fields, end_sessions=False)
+
+    async def sign_out_everywhere(self, name: str) -> User:
+        """End every session of the user (session version + 1); the password stays."""
+        return await self._update(await self._require(name), {}, end_sessions=True)
 
     async def _update(self, user: User, fields: dict[str, str], *, end_sessions: bool) -> User:
         key = self.keys.user(user.name)

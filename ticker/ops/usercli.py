@@ -1,4 +1,5 @@
-"""`ticker user add | list | disable | enable | passwd | role`: desk accounts from the shell.
+"""`ticker user add | list | disable | enable | passwd | role | lang | editions`: desk
+accounts from the shell.
 
 A password is never an argument (it would sit in the shell history and in `ps`): it is
 asked for twice on a terminal (getpass), or read as the first line of stdin otherwise, e.g.
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 
 from ticker.core.errors import ValidationError
 from ticker.newsroom.audit import Audit
-from ticker.newsroom.users import ROLES, Users
+from ticker.newsroom.users import DEFAULT_LANG, LANGS, ROLES, Users, editions_text
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
 
@@ -34,6 +35,10 @@ def add_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     add.add_argument("name", help="1-32 of a-z, 0-9, '.', '_', '-'")
     add.add_argument("--role", choices=ROLES, default="editor",
                      help="contributor (needs approval), editor, admin (default: editor)")
+    add.add_argument("--lang", choices=LANGS, default=DEFAULT_LANG,
+                     help="the desk's language (default: en)")
+    add.add_argument("--editions", default="", help="default editions, comma-separated "
+                     "channel names (default: all)")
     usub.add_parser("list", help="list users and roles")
     for action, text in (("disable", "disable a user and end their sessions"),
                          ("enable", "enable a disabled user"),
@@ -42,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     role = usub.add_parser("role", help="change a user's role")
     role.add_argument("name")
     role.add_argument("role", choices=ROLES)
+    lang = usub.add_parser("lang", help="set a user's desk language")
+    lang.add_argument("name")
+    lang.add_argument("lang", choices=LANGS)
+    editions = usub.add_parser("editions", help="set a user's default editions")
+    editions.add_argument("name")
+    editions.add_argument("editions", help="comma-separated channel names, e.g. en,ar; "
+                          "'' for all editions")
     for p in usub.choices.values():
         add_settings(p)
 
@@ -57,6 +69,10 @@ def read_password() -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
+def split_editions(value: str) -> list[str]:
+    return [e.strip() for e in value.split(",") if e.strip()]
+
+
 async def run(args: argparse.Namespace, settings: Settings, keys: Keys,
               connect: Connect) -> int:
     """The `user` command; returns the exit status."""
@@ -69,17 +85,28 @@ async def run(args: argparse.Namespace, settings: Settings, keys: Keys,
             for u in await users.list():
                 created = datetime.fromtimestamp(u.created / 1000, UTC).strftime("%Y-%m-%d")
                 state = "disabled" if u.disabled else "active"
-                print(f"{u.name}\t{u.role}\t{state}\tsince {created}")
+                editions = ",".join(u.editions) or "all"
+                print(f"{u.name}\t{u.role}\t{state}\tsince {created}\t{u.lang}\t{editions}")
             return 0
         if args.action == "add":
-            user = await users.add(args.name, args.role, password)
-            detail = f"{user.name} as {user.role}"
+            user = await users.add(args.name, args.role, password, lang=args.lang,
+                                   editions=split_editions(args.editions),
+                                   channels=settings.channel_names)
+            detail = user.summary()
         elif args.action == "passwd":
             user = await users.set_password(args.name, password)
             detail = f"{user.name}: new password; sessions ended"
         elif args.action == "role":
             user = await users.set_role(args.name, args.role)
             detail = f"{user.name} is now {user.role}"
+        elif args.action == "lang":
+            user = await users.set_prefs(args.name, lang=args.lang,
+                                         channels=settings.channel_names)
+            detail = f"{user.name}: language {user.lang}"
+        elif args.action == "editions":
+            user = await users.set_prefs(args.name, editions=split_editions(args.editions),
+                                         channels=settings.channel_names)
+            detail = f"{user.name}: default editions {editions_text(user.editions)}"
         else:
             user = await users.set_disabled(args.name, args.action == "disable")
             detail = user.name + ("; sessions ended" if args.action == "disable" else "")
