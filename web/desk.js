@@ -28,7 +28,7 @@
   const URGENCY_LABEL = { flash: 'Flash', urgent: 'Urgent', breaking: 'Breaking' };
   const OP_DONE = {
     correct: 'Corrected', hold: 'Held', release: 'Released', pin: 'Pinned', unpin: 'Unpinned',
-    extend: 'Extended', kill: 'Killed',
+    extend: 'Extended', kill: 'Killed', confirm: 'Confirmed unchanged',
   };
   const TWIN = { hold: 'release', release: 'hold', pin: 'unpin', unpin: 'pin' };
 
@@ -389,7 +389,22 @@
 
   function signature(it) {
     return JSON.stringify([it.text, it.source, it.urgency, it.link, it.version, it.corrected,
-      it.pinned, it.status, it.by, it.expires, it.tags, it.reach]);
+      it.pinned, it.status, it.by, it.expires, it.tags, it.reach, it.versions, it.needs_update]);
+  }
+
+  /** [[edition, id], ...] of the item's other versions. */
+  function otherVersions(channelName, it) {
+    return Object.entries(it.versions || {}).filter(([name, id]) => !(name === channelName && id === it.id));
+  }
+  const isTranslation = (channelName, it) => it.story && it.story !== channelName + ':' + it.id;
+  function channelByName(name) {
+    return current && current.channels.find((c) => c.name === name);
+  }
+  /** The editions (channel objects) that have no version of the item's story yet. */
+  function missingEditions(it) {
+    if (!current) return [];
+    const have = it.versions || {};
+    return current.channels.filter((c) => !(c.name in have));
   }
 
   function itemRow(channel, it) {
@@ -417,6 +432,9 @@
     if (it.status === 'held') flags.append(el('span', 'flag held', 'Held: not on air'));
     if (it.status === 'expired') flags.append(el('span', 'flag expired', 'Expired'));
     if (it.status === 'over_limit') flags.append(el('span', 'flag over', 'Live, over the ' + channel.max_items + '-item limit'));
+    if (it.needs_update) {
+      flags.append(el('span', 'flag needs-update', 'Needs update: ' + it.needs_update + ' was corrected'));
+    }
     line.append(flags);
 
     const facts = el('p', 'facts');
@@ -432,6 +450,16 @@
       // Connections the item was written to, over every node (flushed each second).
       const reach = el('span', 'reach', 'reached ' + it.reach.toLocaleString() + ' screens');
       facts.append(reach);
+    }
+    const others = otherVersions(channel.name, it);
+    if (others.length) {
+      const v = el('span', 'versions');
+      v.append(isTranslation(channel.name, it) ? 'translation; also in ' : 'also in ');
+      others.forEach(([name], n) => {
+        if (n) v.append(', ');
+        v.append(el('b', null, name));
+      });
+      facts.append(v);
     }
     if (it.link) {
       const a = el('a', 'story', 'story link');
@@ -455,6 +483,8 @@
         actions.append(b);
       };
       button('correct', 'Correct');
+      if (it.needs_update) button('confirm', 'No change needed');
+      if (missingEditions(it).length) button('translate', 'Translate');
       if (it.status === 'held') button('release', 'Release');
       else button('hold', 'Hold');
       if (it.pinned) button('unpin', 'Unpin');
@@ -480,7 +510,12 @@
       h.append(name, ' ', title, ' ', n);
       const ul = el('ul', 'items');
       const empty = el('p', 'empty muted', 'Nothing on air.');
-      section.append(h, ul, empty);
+      const queue = el('section', 'queue');
+      queue.hidden = true;
+      const qh = el('h4', 'queue-title');
+      qh.append(el('span', null, 'To translate into ' + channel.name), ' ', el('span', 'qn'));
+      queue.append(qh, el('ul', 'queue-items'));
+      section.append(h, queue, ul, empty);
       board.append(section);
     }
     return section;
@@ -498,6 +533,7 @@
       section.querySelector('.n').textContent = live + ' on air' +
         (channel.items.length > live ? ', ' + (channel.items.length - live) + ' more' : '');
       section.querySelector('.empty').hidden = channel.items.length > 0;
+      renderQueue(section, channel);
       let prev = null;
       channel.items.forEach((it) => {
         const key = channel.name + '/' + it.id;
@@ -527,6 +563,118 @@
     if (focusKey && document.activeElement !== focused) {
       // The item was redrawn: put the focus back on the same action (or its twin).
       focusAction(focusKey.li.dataset.channel, focusKey.li.dataset.id, focusKey.op);
+    }
+  }
+
+  /** The edition's translation queue: flash and urgent lines of other editions, oldest first. */
+  function renderQueue(section, channel) {
+    const queue = section.querySelector('section.queue');
+    const list = queue.querySelector('ul.queue-items');
+    const entries = CAN_EDIT ? (channel.to_translate || []) : [];
+    queue.hidden = entries.length === 0;
+    queue.querySelector('.qn').textContent = '(' + entries.length + ')';
+    const sig = JSON.stringify(entries.map((q) => [q.channel, q.id, q.text, q.urgency]));
+    if (list.dataset.sig === sig) return;
+    const focused = document.activeElement;
+    const refocus = focused && list.contains(focused) ? focused.dataset.queueAction : null;
+    list.dataset.sig = sig;
+    list.replaceChildren();
+    entries.forEach((q) => {
+      const from = channelByName(q.channel) || { dir: 'auto', lang: '' };
+      const li = el('li', 'queue-item');
+      li.dataset.story = q.story;
+      li.dataset.urgency = q.urgency;
+      const line = el('p', 'line');
+      line.append(el('span', 'badge u-' + q.urgency, URGENCY_LABEL[q.urgency] || q.urgency),
+        el('span', 'from', q.channel), ' ');
+      const t = el('bdi', 'text', q.text);
+      t.dir = from.dir;
+      t.lang = from.lang;
+      line.append(t);
+      const age = el('span', 'age', ago(q.ts));
+      age.dataset.ago = String(q.ts);
+      const actions = el('div', 'actions');
+      const b1 = el('button', 'primary', 'Translate');
+      b1.type = 'button';
+      b1.dataset.queueAction = 'translate';
+      const b2 = el('button', null, 'Dismiss');
+      b2.type = 'button';
+      b2.dataset.queueAction = 'dismiss';
+      actions.append(b1, b2);
+      li.append(line, age, actions);
+      list.append(li);
+    });
+    if (refocus) {
+      const b = list.querySelector('[data-queue-action="' + refocus + '"]');
+      if (b) b.focus();
+    }
+  }
+
+  function queueEntry(li) {
+    const section = li.closest('section.channel');
+    const channel = current && current.channels.find((c) => c.name === section.dataset.channel);
+    const q = channel && (channel.to_translate || []).find((x) => x.story === li.dataset.story);
+    return q ? { edition: channel.name, q } : null;
+  }
+
+  board.addEventListener('click', async (e) => {
+    const b = e.target.closest('button[data-queue-action]');
+    if (!b) return;
+    const found = queueEntry(b.closest('li.queue-item'));
+    if (!found) return;
+    const { edition, q } = found;
+    if (b.dataset.queueAction === 'translate') {
+      dialogs.translate({ channel: q.channel, item: q, edition }, b);
+      return;
+    }
+    await busyWith(b, async () => {
+      const res = await api('POST', '/desk/api/translate/' + encodeURIComponent(edition) + '/dismiss',
+        { story: q.story });
+      if (res.ok) {
+        announce('Dismissed for ' + edition + ': ' + q.text);
+        refresh();
+      }
+      return res;
+    });
+  });
+
+  // -- one edition or all --------------------------------------------------------------------
+
+  const VIEW_KEY = 'ticker-desk-edition';
+  let viewChosen = false;
+  function showEdition(name) {
+    board.querySelectorAll('section.channel').forEach((s) => {
+      s.hidden = Boolean(name) && s.dataset.channel !== name;
+    });
+    board.dataset.edition = name || '';
+  }
+  function chooseView(name) {
+    const input = document.querySelector('input[name="edition-view"][value="' + CSS.escape(name || '') + '"]');
+    if (!input) return false;
+    input.checked = true;
+    showEdition(name);
+    return true;
+  }
+  $('edition-view').addEventListener('change', (e) => {
+    if (e.target.name !== 'edition-view') return;
+    viewChosen = true;
+    try { localStorage.setItem(VIEW_KEY, e.target.value); } catch (err) { /* private mode */ }
+    showEdition(e.target.value);
+  });
+  /** First state: the editor's last choice, else their one default edition; and the
+   *  compose form starts on their default editions. */
+  function applyDefaults(state) {
+    if (viewChosen) return;
+    viewChosen = true;
+    const mine = (state.me && Array.isArray(state.me.editions)) ? state.me.editions : [];
+    let saved = null;
+    try { saved = localStorage.getItem(VIEW_KEY); } catch (err) { /* private mode */ }
+    if (saved === null || !chooseView(saved)) chooseView(mine.length === 1 ? mine[0] : '');
+    if (mine.length) {
+      document.querySelectorAll('input[name="channels"]').forEach((c) => {
+        c.checked = mine.includes(c.value);
+      });
+      updatePreview();
     }
   }
 
@@ -610,6 +758,8 @@
     if (Number.isFinite(state.now)) offset = state.now - Date.now();
     current = state;
     renderBoard(state);
+    applyDefaults(state);
+    showEdition(board.dataset.edition || '');
     renderJobs(state);
     body.dataset.ready = 'true';
   }
@@ -652,6 +802,20 @@
 
   const dialogs = {};
   const busy = new WeakSet(); // buttons whose request is in flight
+  /** Run `work` (a request) for button `b` once at a time; a refusal is announced. Not
+   *  `disabled` meanwhile: a disabled button drops the keyboard focus. */
+  async function busyWith(b, work) {
+    if (busy.has(b)) return;
+    busy.add(b);
+    b.setAttribute('aria-busy', 'true');
+    try {
+      const res = await work();
+      if (!res.ok) announce((res.body && res.body.message) || 'That did not work.', true);
+    } finally {
+      busy.delete(b);
+      b.removeAttribute('aria-busy');
+    }
+  }
   function dialog(name, setup, submit) {
     const d = $(name + '-dialog');
     const f = $(name + '-form');
@@ -728,13 +892,112 @@
     $('kill-item-text').textContent = ctx.item.text;
     $('kill-item-text').dir = 'auto';
     $('kill-reason').value = '';
+    const others = otherVersions(ctx.channel, ctx.item);
+    const all = [ctx.channel].concat(others.map(([name]) => name));
+    $('kill-all-field').hidden = others.length === 0;
+    $('kill-all').checked = true;
+    $('kill-all-label').textContent = 'Kill in ' + all.join(', ') + ' (every version)';
+    const list = $('kill-versions');
+    list.replaceChildren();
+    others.forEach(([name, id]) => {
+      const found = findItem(name, id);
+      const li = el('li');
+      li.append(el('b', null, name), ' ');
+      const t = el('bdi', null, found ? found.item.text : id);
+      const ch = channelByName(name);
+      if (ch) { t.dir = ch.dir; t.lang = ch.lang; }
+      li.append(t);
+      list.append(li);
+    });
     $('kill-reason').focus();
   }, async (ctx) => {
     const reason = $('kill-reason').value.trim();
     if (!reason) return !setError('kill-reason-error', 'Say why it is killed (kept in the audit trail).', $('kill-reason'));
-    const res = await act(ctx.channel, ctx.item.id, 'kill', { reason });
+    const payload = { reason };
+    if (!$('kill-all-field').hidden && $('kill-all').checked) payload.all_versions = true;
+    const res = await act(ctx.channel, ctx.item.id, 'kill', payload);
     if (!res.ok) showServerError(res, { reason: ['kill-reason-error', $('kill-reason')] }, 'kill-error');
     return res.ok;
+  });
+
+  // Translate: ctx = {channel, item} of the original (an on-air line or a queue entry) and
+  // optionally the edition to translate into.
+  dialog('translate', (ctx) => {
+    const from = channelByName(ctx.channel) || { dir: 'auto', lang: '', name: ctx.channel };
+    // A line that is itself a translation is translated from its story's original.
+    let original = { channel: ctx.channel, id: ctx.item.id, item: ctx.item };
+    if (ctx.item.story && ctx.item.story !== ctx.channel + ':' + ctx.item.id) {
+      const [oc, oid] = [ctx.item.story.slice(0, ctx.item.story.indexOf(':')),
+        ctx.item.story.slice(ctx.item.story.indexOf(':') + 1)];
+      const found = findItem(oc, oid);
+      original = { channel: oc, id: oid, item: found ? found.item : ctx.item };
+    }
+    ctx.original = original;
+    const oChan = channelByName(original.channel) || from;
+    $('translate-original-label').textContent = 'Original (' + original.channel + ')';
+    const o = $('translate-original');
+    o.textContent = original.item.text;
+    o.dir = oChan.dir;
+    o.lang = oChan.lang;
+    $('translate-original-facts').textContent = [URGENCY_LABEL[original.item.urgency] || '',
+      original.item.source ? 'source: ' + original.item.source : ''].filter(Boolean).join(' · ');
+    const select = $('translate-edition');
+    select.replaceChildren();
+    const missing = missingEditions(original.item.versions ? original.item : { versions: { [original.channel]: original.id } });
+    missing.forEach((c) => {
+      const opt = el('option', null, c.name + ' (' + c.title + ')');
+      opt.value = c.name;
+      select.append(opt);
+    });
+    if (ctx.edition) select.value = ctx.edition;
+    $('translate-text').value = '';
+    $('translate-source').value = '';
+    setTranslateDirection();
+    updateTranslateCount();
+    $('translate-text').focus();
+  }, async (ctx) => {
+    const edition = $('translate-edition').value;
+    if (!edition) return !setError('translate-edition-error', 'Every edition has this story already.', $('translate-edition'));
+    const value = $('translate-text').value;
+    const n = textLength(value);
+    if (!n) return !setError('translate-text-error', 'Write the translated line.', $('translate-text'));
+    if (n > MAX) return !setError('translate-text-error', 'The line is ' + n + ' characters; the limit is ' + MAX + '.', $('translate-text'));
+    const o = ctx.original;
+    const payload = { text: value, channels: [edition], urgency: o.item.urgency,
+      translation_of: { channel: o.channel, id: o.id }, idem: newIdem() };
+    const source = $('translate-source').value.trim();
+    if (source) payload.source = source;
+    if (o.item.link) payload.link = o.item.link;
+    const res = await api('POST', '/desk/api/items', payload);
+    if (!res.ok) {
+      showServerError(res, { text: ['translate-text-error', $('translate-text')],
+        source: ['translate-source-error', $('translate-source')],
+        channels: ['translate-edition-error', $('translate-edition')],
+        translation_of: ['translate-edition-error', $('translate-edition')] }, 'translate-error');
+      return false;
+    }
+    announce((res.status === 202 ? 'Sent for approval in ' : 'Published in ') + edition + ': ' + value.trim());
+    refresh();
+    return true;
+  });
+
+  function setTranslateDirection() {
+    const ch = channelByName($('translate-edition').value);
+    ['translate-text', 'translate-source'].forEach((id) => {
+      $(id).dir = ch ? ch.dir : 'auto';
+      $(id).lang = ch ? ch.lang : '';
+    });
+  }
+  function updateTranslateCount() {
+    const n = textLength($('translate-text').value);
+    const c = $('translate-count');
+    c.textContent = n + ' / ' + MAX;
+    c.classList.toggle('over', n > MAX);
+  }
+  $('translate-edition').addEventListener('change', setTranslateDirection);
+  $('translate-text').addEventListener('input', updateTranslateCount);
+  $('translate-text').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey) e.preventDefault();
   });
 
   dialog('extend', (ctx) => {
@@ -775,17 +1038,7 @@
       dialogs[op](ctx, b);
       return;
     }
-    // Not `disabled`: a disabled button drops the keyboard focus.
-    if (busy.has(b)) return;
-    busy.add(b);
-    b.setAttribute('aria-busy', 'true');
-    try {
-      const res = await act(ctx.channel, ctx.item.id, op);
-      if (!res.ok) announce((res.body && res.body.message) || 'That did not work.', true);
-    } finally {
-      busy.delete(b);
-      b.removeAttribute('aria-busy');
-    }
+    await busyWith(b, () => act(ctx.channel, ctx.item.id, op));
   });
 
   document.querySelector('.board').addEventListener('click', async (e) => {
@@ -797,22 +1050,15 @@
       dialogs.reject({ job }, b);
       return;
     }
-    if (busy.has(b)) return;
-    busy.add(b);
-    b.setAttribute('aria-busy', 'true');
-    try {
+    await busyWith(b, async () => {
       const res = await api('POST', '/desk/api/jobs/' + encodeURIComponent(job.id) + '/' + b.dataset.action);
       if (res.ok) {
         const done = { approve: 'Approved', cancel: job.kind === 'pending' ? 'Withdrawn' : 'Cancelled' };
         announce(done[b.dataset.action] + ': ' + job.text);
         refresh();
-      } else {
-        announce((res.body && res.body.message) || 'That did not work.', true);
       }
-    } finally {
-      busy.delete(b);
-      b.removeAttribute('aria-busy');
-    }
+      return res;
+    });
   });
 
   // -- the live feed -------------------------------------------------------------------------

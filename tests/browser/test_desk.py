@@ -263,10 +263,11 @@ async def test_every_action_is_reachable_with_tab(scene: Scene) -> None:
     await expect(item).to_be_visible()
     await item.locator('button[data-op="correct"]').focus()
     seen = []
-    for _ in range(5):
+    for _ in range(6):
         await desk.keyboard.press("Tab")
         seen.append(await desk.evaluate("() => document.activeElement.dataset.op || ''"))
-    assert seen == ["hold", "pin", "extend", "kill", seen[4]]
+    # Translate: the line has no ar version yet (docs/editions.md).
+    assert seen == ["translate", "hold", "pin", "extend", "kill", seen[5]]
     # Pin with the keyboard; the focus stays on the (redrawn) button.
     await item.locator('button[data-op="pin"]').focus()
     await desk.keyboard.press("Enter")

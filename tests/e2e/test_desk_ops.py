@@ -318,7 +318,7 @@ async def test_the_live_feed_sends_state_on_every_change_and_stops_when_signed_o
     await asyncio.sleep(0.5)
     await alice.publish("Fed to the desk")
     first, second = await feed
-    assert first["me"] == {"name": "alice", "role": "editor"}
+    assert first["me"] == {"name": "alice", "role": "editor", "lang": "en", "editions": []}
     texts = [i["text"] for ch in second["channels"] if ch["name"] == "en" for i in ch["items"]]
     assert texts == ["Fed to the desk"]
 

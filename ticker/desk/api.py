@@ -394,12 +394,18 @@ async def approve(runtime: Runtime, who: Principal, job: Job, raw: bytes) -> Res
 
 # -- reading -----------------------------------------------------------------------------
 
+def me_of(who: Principal) -> dict[str, Any]:
+    """Who is looking, as the desk view says it: name, role, language, default editions."""
+    return {"name": who.name, "role": who.user.role, "lang": who.user.lang,
+            "editions": list(who.user.editions)}
+
+
 async def build_state(runtime: Runtime, who: Principal) -> dict[str, Any]:
     jobs = runtime.newsroom.jobs
     scheduled, pending = await jobs.held("scheduled"), await jobs.held("pending")
     dismissed = await runtime.newsroom.dismissals.load()
     view = desk_state(list(runtime.hub.channels.values()), now_ms(),
-                      {"name": who.name, "role": who.user.role}, scheduled, pending,
+                      me_of(who), scheduled, pending,
                       dismissed)
     # Reach: how many screens each item was written to, summed over every node.
     for channel in view["channels"]:
@@ -444,7 +450,7 @@ async def events(request: Request) -> Response:
     newsroom = runtime.newsroom
     desks = runtime.desk_feed
     who = await newsroom.auth.require(request, "contributor", csrf=False)
-    me = {"name": who.name, "role": who.user.role}
+    me = me_of(who)
 
     async def build() -> tuple[dict[str, Any], str]:
         return await feed_view(runtime, who)
