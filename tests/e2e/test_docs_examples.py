@@ -150,6 +150,8 @@ def newsroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Newsroom]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    # docs/webhooks.md's receivers listen on loopback, which an operator must allow.
+    env["TICKER_WEBHOOK_ALLOW"] = "127.0.0.1"
     log = (cwd / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "ticker", "serve", "--port", str(port)], cwd=cwd, env=env,

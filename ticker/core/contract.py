@@ -194,6 +194,19 @@ class ExtendRequest(Struct, forbid_unknown_fields=True, kw_only=True):
     expires: Expires = None
 
 
+class WebhookRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A webhook subscription (docs/webhooks.md): where, and for which events."""
+
+    url: Annotated[str, Meta(max_length=2000, description="The receiver: an https:// URL "
+                             "(http:// only for hosts an operator allowed).")]
+    channels: Annotated[list[str], Meta(min_length=1, max_length=64,
+                                        description="The channels it follows.")]
+    urgencies: Annotated[list[str], Meta(max_length=3, description=(
+        "Only items of these urgencies (flash, urgent, breaking); empty: all."))] = []
+    ops: Annotated[list[str], Meta(max_length=16, description=(
+        "Only these ops (publish, correct, kill, ...); empty: all."))] = []
+
+
 class EmptyRequest(Struct, forbid_unknown_fields=True, kw_only=True):
     """release, pin, unpin, confirm: no fields (the body may be empty). `confirm` says the
     item needs no change after another version's correction (docs/editions.md)."""

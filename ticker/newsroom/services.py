@@ -12,14 +12,16 @@ from ticker.core.hub import Hub
 from ticker.newsroom.audit import Audit, Journal
 from ticker.newsroom.auth import Auth
 from ticker.newsroom.jobs import Jobs, run_scheduler
+from ticker.newsroom.subscriptions import Subscriptions
 from ticker.newsroom.translations import Dismissals
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
+from ticker.redis.webhooks import Webhooks
 
 
 class Newsroom:
     """Auth, Journal (stream + audit writes), Audit (reading it), Jobs (held-back items),
-    Dismissals (the translation queue's)."""
+    Dismissals (the translation queue's), Subscriptions (webhooks)."""
 
     def __init__(self, settings: Settings, redis: Redis, keys: Keys, hub: Hub) -> None:
         self.hub = hub
@@ -28,6 +30,8 @@ class Newsroom:
         self.journal = Journal(redis, keys, settings.stream_maxlen)
         self.jobs = Jobs(redis, keys, self.journal, self.published)
         self.dismissals = Dismissals(redis, keys)
+        self.subscriptions = Subscriptions(Webhooks(redis, keys, settings.webhook_key),
+                                           self.audit, settings.channel_names)
 
     def published(self, channel: str, idem: str) -> str | None:
         """The item this node's folded state published with `idem` in `channel`, if any."""

@@ -141,6 +141,29 @@ def ticker_families(runtime: Runtime, now: float) -> list[Metric]:
         on_air.add_metric([name], len(ch.state.on_air(now_ms)))
         cursor_ms = ch.state.cursor.split("-", 1)[0]
         last.add_metric([name], int(cursor_ms) / 1000 if cursor_ms.isdigit() else 0)
+    hooks = runtime.webhooks
+    webhook_families: list[CounterMetricFamily | GaugeMetricFamily] = [
+        CounterMetricFamily("ticker_webhook_sent_total", "Webhook events accepted (2xx).",
+                            labels=["subscription"]),
+        CounterMetricFamily("ticker_webhook_failed_attempts_total",
+                            "Webhook attempts that failed (each retry counts).",
+                            labels=["subscription"]),
+        CounterMetricFamily("ticker_webhook_dead_total", "Webhook events given up on.",
+                            labels=["subscription"]),
+        GaugeMetricFamily("ticker_webhook_retrying",
+                          "1 while the subscription's oldest event is being retried.",
+                          labels=["subscription"]),
+        GaugeMetricFamily("ticker_webhook_oldest_pending_seconds",
+                          "Age of the oldest event not yet delivered (0: none).",
+                          labels=["subscription"]),
+    ]
+    # Only the node that delivers a subscription reports it (the totals live in Redis, so
+    # they carry over when another node takes over).
+    for sub_id, st in sorted(hooks.stats.items()):
+        age = max(0.0, now - st.oldest_ms / 1000) if st.oldest_ms is not None else 0.0
+        for family, value in zip(webhook_families, (st.sent, st.failed, st.dead,
+                                                    int(st.retrying), age), strict=True):
+            family.add_metric([sub_id], value)
     errors = CounterMetricFamily("ticker_redis_errors_total",
                                  "Redis commands that failed, by component.",
                                  labels=["component"])
@@ -193,6 +216,13 @@ def ticker_families(runtime: Runtime, now: float) -> list[Metric]:
                             runtime.dead_letters_written),
         GaugeMetricFamily("ticker_dead_letters_pending", "Dead letters waiting for Redis.",
                           len(runtime.pending_dead)),
+        *webhook_families,
+        GaugeMetricFamily("ticker_webhook_fanout_leader",
+                          "1 if this process queues the webhook events (one node does).",
+                          int(hooks.fanout_leader)),
+        CounterMetricFamily("ticker_webhook_fanout_gaps_total",
+                            "Times events were trimmed from history before being queued.",
+                            hooks.fanout_gaps),
         GaugeMetricFamily("ticker_reach_unflushed_items",
                           "Reach counts waiting to be written to Redis.",
                           sum(len(v) for v in runtime.reach.carry.values())),

@@ -25,6 +25,7 @@ from ticker.core.items import Rejection
 from ticker.core.limits import ConnectionCap, Proxies
 from ticker.newsroom.services import Newsroom
 from ticker.node.deskfeed import DeskFeed
+from ticker.node.webhooks import WebhookWorker
 from ticker.node.worker import Worker
 from ticker.process import ticks
 from ticker.process.settings import Settings
@@ -61,10 +62,12 @@ class Runtime:
         )
         # The desks' live feed: woken by the reader after each batch it folds (deskfeed).
         self.desk_feed = DeskFeed(redis, self.keys)
+        # Webhooks: the fan-out and deliveries this node holds the leases of (docs/webhooks.md).
+        self.webhooks = WebhookWorker(settings, redis, self.keys, self.hub)
         self.reader = Reader(
             redis, self.hub, self.keys,
             count=settings.read_count, block_ms=settings.read_block_ms,
-            on_rejected=self._dead_letters, on_applied=self.desk_feed.touch,
+            on_rejected=self._dead_letters, on_applied=self._applied,
         )
         # The editors' desk: sign-in, audit, scheduled and pending items (ticker.desk.pages).
         self.newsroom = Newsroom(settings, redis, self.keys, self.hub)
@@ -88,6 +91,7 @@ class Runtime:
             asyncio.create_task(self.reach.run(), name="ticker-reach"),
             asyncio.create_task(self.newsroom.run_scheduler(), name="ticker-scheduler"),
             asyncio.create_task(self.desk_feed.run(), name="ticker-desk-feed"),
+            asyncio.create_task(self.webhooks.run(), name="ticker-webhooks"),
         ]
         self.started = True
         await self._await_bootstrap()
@@ -104,6 +108,11 @@ class Runtime:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("task %s had failed: %r", task.get_name(), task.exception())
             await self._final_flush()
+
+    def _applied(self) -> None:
+        """The reader folded a batch: wake the desks' feed and the webhook fan-out."""
+        self.desk_feed.touch()
+        self.webhooks.touch()
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` as one of this runtime's tasks (inside `run()`): stopped with them."""

@@ -1,4 +1,4 @@
-"""The `ticker` command: serve | user | token | post | kill | deadletter.
+"""The `ticker` command: serve | user | token | post | kill | deadletter | webhook.
 
 Every subcommand takes the settings flags (or `TICKER_*` variables). Commands that need
 Redis use `TICKER_REDIS_URL`, else the embedded Redis of a ticker running on the same data
@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from ticker.core.editions import check_link, versions_of
 from ticker.core.errors import TickerError
-from ticker.ops import usercli
+from ticker.ops import usercli, webhookcli
 from ticker.ops.logs import configure
 from ticker.process.settings import SETTINGS, Settings
 from ticker.redis import publisher
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = tsub.add_parser("create", help="create a token and print it once")
     create.add_argument("name", help="who uses it, e.g. wire-ingest")
+    create.add_argument("--admin", action="store_true",
+                        help="may also manage webhooks over HTTP (docs/webhooks.md)")
     revoke = tsub.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
     tsub.add_parser("list", help="list token names (never the tokens)")
@@ -96,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(dlist, REDIS_FLAGS)
 
     usercli.add_parser(sub, lambda p: add_settings(p, REDIS_FLAGS))
+    webhookcli.add_parser(sub, lambda p: add_settings(p, (*REDIS_FLAGS, "webhook_key")))
     return parser
 
 
@@ -151,7 +154,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         async with connect(settings) as redis:
             tokens = Tokens(redis, keys)
             if args.action == "create":
-                secret = await tokens.create(args.name)
+                secret = await tokens.create(args.name, admin=args.admin)
                 print(secret)
                 print(f"token for {args.name!r}: shown once, store it now; only its hash "
                       "is kept", file=sys.stderr)
@@ -215,6 +218,9 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     async def user() -> int:
         return await usercli.run(args, settings, keys, connect)
 
+    async def webhook() -> int:
+        return await webhookcli.run(args, settings, keys, connect)
+
     commands = {"token": token, "post": post, "kill": kill, "deadletter": deadletter,
-                "user": user}
+                "user": user, "webhook": webhook}
     return run_async(commands[args.command])

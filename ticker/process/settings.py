@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ticker.core.addresses import parse_allowed
 from ticker.core.channels import Channel
-from ticker.core.errors import ConfigError
+from ticker.core.errors import ConfigError, ValidationError
 from ticker.core.items import CHANNEL_PATTERN
 
 RTL_LANGUAGES = frozenset({"ar", "arc", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug", "ur", "yi"})
@@ -130,6 +131,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key", str, "",
             "signs desk session cookies (32+ characters); empty: a random key made once and "
             "kept in Redis, shared by every node"),
+    Setting("webhook_allow", str, "",
+            "internal hosts or networks webhooks may call, comma separated (e.g. "
+            "127.0.0.1,10.0.0.0/8,hooks.internal); empty: public addresses only"),
+    Setting("webhook_key", str, "",
+            "encrypts webhook secrets at rest (32+ characters); empty: a key kept in Redis, "
+            "so a Redis dump alone reveals them"),
+    Setting("webhook_timeout", float, 10.0,
+            "seconds a webhook request may take in all (connecting: at most 5)"),
+    Setting("webhook_retry_for", int, 24 * 3600,
+            "seconds an event is retried before it becomes a dead letter"),
+    Setting("webhook_retry_base", float, 1.0,
+            "seconds before the first retry; doubled each time (with jitter), at most 30 min"),
     Setting("trusted_proxies", str, "127.0.0.1,::1",
             "proxy addresses/networks whose X-Forwarded-For/-Proto are believed, comma "
             "separated (empty: none)"),
@@ -177,6 +190,11 @@ class Settings:
     workers: int = 1
     shutdown_timeout: float = 10.0
     secret_key: str = ""
+    webhook_allow: str = ""
+    webhook_key: str = ""
+    webhook_timeout: float = 10.0
+    webhook_retry_for: int = 24 * 3600
+    webhook_retry_base: float = 1.0
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     session_ttl: int = 12 * 3600
     login_limit_account: int = 5
@@ -263,6 +281,18 @@ class Settings:
         if self.secret_key and len(self.secret_key) < 32:
             raise ConfigError("TICKER_SECRET_KEY must be at least 32 characters (or empty)",
                               field="TICKER_SECRET_KEY")
+        if not (0 < self.webhook_timeout <= 300 and 0 < self.webhook_retry_for <= 7 * 86400
+                and 0 < self.webhook_retry_base <= 3600):
+            raise ConfigError("TICKER_WEBHOOK_TIMEOUT (up to 300 s), TICKER_WEBHOOK_RETRY_FOR "
+                              "(up to 7 days) and TICKER_WEBHOOK_RETRY_BASE must be positive",
+                              field="TICKER_WEBHOOK_RETRY_FOR")
+        if self.webhook_key and len(self.webhook_key) < 32:
+            raise ConfigError("TICKER_WEBHOOK_KEY must be at least 32 characters (or empty)",
+                              field="TICKER_WEBHOOK_KEY")
+        try:
+            parse_allowed(self.webhook_allow)
+        except ValidationError as exc:
+            raise ConfigError(exc.message, field="TICKER_WEBHOOK_ALLOW") from None
         for proxy in self.trusted_proxies:
             if proxy == "*":
                 continue  # uvicorn's "trust any peer": only behind a proxy that strips them

@@ -23,6 +23,15 @@ Key layout (the prefix is `TICKER_KEY_PREFIX`, default `ticker`):
 | `{prefix}:job-claims` | hash | job id -> lease deadline and job, while a node publishes it |
 | `{prefix}:desk-version` | string | bumped on every job change (the desk's live feed) |
 | `{prefix}:reach:{channel}` | hash | item id -> connections written to, summed over nodes |
+| `{prefix}:dismissed` | hash | "<edition> <story>" -> who took it off a translation queue |
+| `{prefix}:webhooks` | hash | subscription id -> JSON {url, channels, urgencies, ops, ...} |
+| `{prefix}:webhook-secrets` | hash | subscription id -> its signing secret, encrypted |
+| `{prefix}:webhook-key` | string | the secrets' key when TICKER_WEBHOOK_KEY is empty |
+| `{prefix}:webhook-fanout` | hash | channel -> the last event queued for the subscriptions |
+| `{prefix}:webhook:{id}:out` | stream | that subscription's events, in order, until delivered |
+| `{prefix}:webhook:{id}:state` | hash | delivered up to, attempts, next try, last error, totals |
+| `{prefix}:webhook:{id}:dead` | stream | events given up on (the desk shows them; retry) |
+| `{prefix}:lease:{name}` | string | which node does a one-at-a-time job (webhook fan-out...) |
 
 Redis Cluster (`TICKER_REDIS_CLUSTER=1`): `prefix` becomes the hash tag `{ticker}`, so every
 key above that is built from `prefix` lives in one slot (multi-key transactions keep working),
@@ -132,6 +141,29 @@ class Keys:
     @property
     def job_claims(self) -> str:
         return f"{self.prefix}:job-claims"
+
+    @property
+    def webhooks(self) -> str:
+        return f"{self.prefix}:webhooks"
+
+    @property
+    def webhook_secrets(self) -> str:
+        return f"{self.prefix}:webhook-secrets"
+
+    @property
+    def webhook_key(self) -> str:
+        return f"{self.prefix}:webhook-key"
+
+    @property
+    def webhook_fanout(self) -> str:
+        return f"{self.prefix}:webhook-fanout"
+
+    def webhook(self, sub_id: str, kind: str) -> str:
+        """`out`, `state` or `dead` of one subscription."""
+        return f"{self.prefix}:webhook:{sub_id}:{kind}"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
 
     @property
     def dismissed(self) -> str:

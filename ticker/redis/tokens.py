@@ -2,6 +2,7 @@
 
 A token (`tkr_` + 256 random bits) is shown once when made; Redis keeps its digest -> owner
 (`Keys.tokens`) and owner -> digest (`Keys.token_names`), so a Redis dump reveals no token.
+An admin token (`ticker token create NAME --admin`) may also manage webhooks.
 """
 
 from __future__ import annotations
@@ -31,13 +32,19 @@ class Tokens:
         self.keys = keys
 
 
-    async def create(self, name: str) -> str:
-        """Make a token for `name` and store only its hash; the token is shown once."""
+    async def create(self, name: str, *, admin: bool = False) -> str:
+        """Make a token for `name` and store only its hash; the token is shown once.
+
+        An `admin` token may also manage webhooks over HTTP (docs/webhooks.md); every
+        token may publish and act on items."""
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise ValidationError("token name: 1-64 of letters, digits, '-', '_'", field="name")
         token = "tkr_" + secrets.token_urlsafe(32)
         digest = token_digest(token)
-        record = json.dumps({"name": name, "created": int(time.time())})
+        fields: dict[str, Any] = {"name": name, "created": int(time.time())}
+        if admin:
+            fields["admin"] = True
+        record = json.dumps(fields)
         if not await self.redis.hsetnx(self.keys.token_names, name, digest):
             raise ValidationError(f"a token named {name!r} exists; revoke it first",
                                   field="name")
@@ -46,13 +53,18 @@ class Tokens:
 
     async def verify(self, token: str) -> str | None:
         """The name of the token's owner, or None."""
+        found = await self.verify_scope(token)
+        return found[0] if found is not None else None
+
+    async def verify_scope(self, token: str) -> tuple[str, bool] | None:
+        """(the owner's name, whether it is an admin token), or None."""
         if not token.startswith("tkr_") or len(token) > 100:
             return None
         raw = await self.redis.hget(self.keys.tokens, token_digest(token))
         if raw is None:
             return None
-        name = json.loads(raw)["name"]
-        return str(name)
+        record = json.loads(raw)
+        return str(record["name"]), record.get("admin") is True
 
     async def entries(self) -> list[dict[str, Any]]:
         rows = await self.redis.hgetall(self.keys.tokens)

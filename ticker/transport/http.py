@@ -79,15 +79,20 @@ def op_of(request: Request) -> str:
     return op
 
 
-async def bearer_name(request: Request) -> str:
-    """The token owner's name; 401 without a valid `Authorization: Bearer` token."""
+async def bearer_name(request: Request, *, admin: bool = False) -> str:
+    """The token owner's name; 401 without a valid `Authorization: Bearer` token, 403 when
+    `admin` is asked and the token is not an admin token."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPError(401, "unauthorized", "send Authorization: Bearer <token>",
                         headers={"WWW-Authenticate": 'Bearer realm="ticker"'})
-    name = await runtime_of(request).tokens.verify(token.strip())
-    if name is None:
+    found = await runtime_of(request).tokens.verify_scope(token.strip())
+    if found is None:
         raise HTTPError(401, "unauthorized", "unknown or revoked token",
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    name, is_admin = found
+    if admin and not is_admin:
+        raise HTTPError(403, "forbidden", "this needs an admin token (ticker token create "
+                        "NAME --admin)")
     return name
