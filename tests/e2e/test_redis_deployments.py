@@ -24,6 +24,7 @@ from redis.crc import key_slot
 
 from tests.conftest import TIMEOUT, free_port, make_settings, running_server
 from tests.e2e.fleet import check_exact, publish_burst, start_readers, stop_readers, wait_for
+from tests.e2e.receiver import receiver
 from ticker.process.settings import Settings
 from ticker.redis.connection import connect as redis_client
 from ticker.redis.connection import follow_failover
@@ -277,6 +278,15 @@ async def test_sentinel_follows_a_failover_and_loses_nothing(
                         await new_master.aclose()
                 finally:
                     await stop_readers(readers)
+                # Webhooks: their keys share the prefix's slot, so the fan-out transaction
+                # and the leases work on a cluster too.
+                async with receiver() as rec:
+                    subs = server.runtime.newsroom.subscriptions
+                    sub, rec.secret = await subs.add(rec.url, ["ar"], [], [], "test")
+                    await asyncio.sleep(1.5)
+                    [item] = await publish_burst(client, keys.stream("ar"), 1, batch=1)
+                    (hit,) = await rec.wait_for(1)
+                    assert hit.verified and hit.body["item"]["id"] == item
         finally:
             await client.aclose()
             replica.close()
@@ -334,7 +344,7 @@ async def test_redis_cluster_channels_hash_tagged_one_slot_each(
     with redis_cluster(tmp_path) as ports:
         url = f"redis://127.0.0.1:{ports[0]}/0"
         settings = make_settings(url, prefix, channels="en,ar", redis_cluster=True,
-                                 read_block_ms=1000)
+                                 read_block_ms=1000, webhook_allow="127.0.0.1")
         keys = Keys.for_settings(settings)
         # Each channel's keys share the channel's slot; the channels sit on different nodes.
         assert keys.stream("en") == f"{prefix}:stream:{{en}}"
@@ -357,5 +367,14 @@ async def test_redis_cluster_channels_hash_tagged_one_slot_each(
                     assert time.monotonic() - started < 0.5
                 finally:
                     await stop_readers(readers)
+                # Webhooks: their keys share the prefix's slot, so the fan-out transaction
+                # and the leases work on a cluster too.
+                async with receiver() as rec:
+                    subs = server.runtime.newsroom.subscriptions
+                    sub, rec.secret = await subs.add(rec.url, ["ar"], [], [], "test")
+                    await asyncio.sleep(1.5)
+                    [item] = await publish_burst(client, keys.stream("ar"), 1, batch=1)
+                    (hit,) = await rec.wait_for(1)
+                    assert hit.verified and hit.body["item"]["id"] == item
         finally:
             await client.aclose()

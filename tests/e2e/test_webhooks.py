@@ -113,6 +113,27 @@ async def test_a_failing_receiver_gets_the_same_id_again_then_the_rest_in_order(
         assert len({h.message_id for h in hits}) == 5 and all(h.verified for h in rec.hits)
 
 
+async def test_a_receiver_slower_than_the_timeout_is_given_up_on_and_retried(
+    redis: Redis, redis_url: str, prefix: str
+) -> None:
+    auth = await admin_token(redis, prefix)
+    settings = make_settings(redis_url, prefix, webhook_timeout=0.5, **FAST)
+    async with running_server(settings) as server, receiver(delay=1.5) as rec:
+        sub_id = await subscribe(server, auth, rec)
+        await asyncio.sleep(0.3)
+        item = await publish(server, auth, "slow receiver")
+        deadline = time.monotonic() + TIMEOUT
+        while not rec.hits:  # the first request, answered after the ticker stopped waiting
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        state = await server.runtime.newsroom.subscriptions.store.state(sub_id)
+        assert state.attempts >= 1 and "within 0.5 s" in state.last_error
+        rec.delay = 0.0
+        await rec.wait_for(len(rec.hits) + 1)
+        assert {h.message_id for h in rec.hits} == {rec.hits[0].message_id}
+        assert all(h.body["item"]["id"] == item for h in rec.hits)
+
+
 async def test_a_refusing_receiver_makes_a_dead_letter_an_admin_can_retry(
     redis: Redis, redis_url: str, prefix: str
 ) -> None:

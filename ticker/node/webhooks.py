@@ -139,6 +139,7 @@ class Sender:
     def __init__(self, allowed: Allowed, timeout: float, resolver: Resolver | None = None
                  ) -> None:
         self.allowed = allowed
+        self.timeout = timeout
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), follow_redirects=False,
             trust_env=False, limits=httpx.Limits(max_connections=100,
@@ -189,8 +190,10 @@ class Sender:
         }
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         try:
-            async with self.client.stream("POST", target, content=event.body, headers=headers,
-                                          extensions=extensions) as response:
+            # httpx's timeouts are per phase (connect, each read...): this one is the total.
+            async with asyncio.timeout(self.timeout), self.client.stream(
+                    "POST", target, content=event.body, headers=headers,
+                    extensions=extensions) as response:
                 read = 0
                 async for chunk in response.aiter_raw():
                     read += len(chunk)
@@ -198,8 +201,8 @@ class Sender:
                         break  # the answer is not ours to read; its status is
                 status = response.status_code
                 retry_after = retry_after_of(response.headers.get("retry-after"), time.time())
-        except httpx.TimeoutException:
-            return Outcome(ok=False, error="timed out", retry=True)
+        except (httpx.TimeoutException, TimeoutError):
+            return Outcome(ok=False, error=f"no answer within {self.timeout:g} s", retry=True)
         except httpx.HTTPError as exc:
             return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:300], retry=True)
         if 200 <= status < 300:
