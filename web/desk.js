@@ -9,6 +9,8 @@
  *   changes; items are updated in place (keyed by id), so focus and open dialogs survive.
  * - Actions: correct / kill / extend in dialogs (kill asks for a reason and confirmation),
  *   hold / release / pin / unpin at once. Every write sends the session's CSRF token.
+ * - Every visible string comes from the page's table (ticker.desk.texts, in the user's
+ *   language) through i18n.js (TickerText), and so do numbers and times.
  */
 (function () {
   'use strict';
@@ -25,11 +27,12 @@
     const [k, v] = pair.split(':');
     if (k && v) TTL_DEFAULTS[k] = Number(v);
   });
-  const URGENCY_LABEL = { flash: 'Flash', urgent: 'Urgent', breaking: 'Breaking' };
-  const OP_DONE = {
-    correct: 'Corrected', hold: 'Held', release: 'Released', pin: 'Pinned', unpin: 'Unpinned',
-    extend: 'Extended', kill: 'Killed', confirm: 'Confirmed unchanged',
-  };
+  const { say, nodes, count: plural, number, list: listed, relative } = window.TickerText;
+  const LANG = window.TickerText.LANG;
+  const DIR = document.documentElement.dir || 'ltr';
+  const URGENCIES = ['flash', 'urgent', 'breaking'];
+  const urgencyLabel = (u) => (URGENCIES.includes(u) ? say('urgency_' + u) : u);
+  const OPS = ['correct', 'hold', 'release', 'pin', 'unpin', 'extend', 'kill', 'confirm'];
   const TWIN = { hold: 'release', release: 'hold', pin: 'unpin', unpin: 'pin' };
 
   let offset = 0; // server clock - local clock (ms)
@@ -47,6 +50,20 @@
     if (cls) e.className = cls;
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
+  }
+
+  /** The urgency's badge, in the desk's language (laid out by the line it starts). */
+  function badge(u) {
+    const b = el('span', 'badge u-' + u, urgencyLabel(u));
+    b.lang = LANG;
+    return b;
+  }
+
+  /** "by <b>name</b>", in the desk's language. */
+  function byLine(name) {
+    const by = el('span', 'by');
+    by.append(nodes('by', { name: el('b', null, name) }));
+    return by;
   }
 
   /** The server's length rule: NFC, trimmed, counted in code points. */
@@ -67,7 +84,7 @@
     try {
       res = await fetch(url, init);
     } catch (e) {
-      return { ok: false, status: 0, body: { message: 'No connection to the server. Try again.' } };
+      return { ok: false, status: 0, body: { message: say('no_connection') } };
     }
     let data = {};
     try {
@@ -109,7 +126,8 @@
   /** Show a server error next to its field (`map`: field -> [error id, input]); else at the top. */
   function showServerError(res, map, formErrorId) {
     const b = res.body || {};
-    const message = b.message || (res.status ? 'The server said ' + res.status + '.' : 'Failed.');
+    const message = b.message || (res.status ? say('server_said', { status: res.status })
+      : say('no_connection'));
     const hit = b.field && map[b.field];
     if (hit && setError(hit[0], message, hit[1])) {
       if (hit[1] && hit[1].focus) hit[1].focus();
@@ -163,7 +181,9 @@
         run.append(li);
         empty.hidden = true;
       } else {
-        empty.textContent = 'Type the line to see it as readers will.';
+        empty.textContent = say('preview_empty');
+        empty.lang = LANG; // the desk's words, in a bar laid out for the edition
+        empty.dir = DIR;
         empty.hidden = false;
       }
       root.append(bar);
@@ -192,7 +212,8 @@
 
   function updateCount() {
     const n = textLength(text.value);
-    count.textContent = n > MAX ? n + ' / ' + MAX + ' (' + (n - MAX) + ' too many)' : n + ' / ' + MAX;
+    const values = { n: number(n), max: number(MAX), extra: number(n - MAX) };
+    count.textContent = say(n > MAX ? 'count_over' : 'count', values);
     count.classList.toggle('over', n > MAX);
     count.classList.toggle('near', n <= MAX && n > MAX - 20);
   }
@@ -220,7 +241,8 @@
       if (!wrap) {
         wrap = el('figure', 'preview');
         wrap.dataset.channel = info.name;
-        const cap = el('figcaption', 'muted', info.name + (info.dir === 'rtl' ? ' (right to left)' : ''));
+        const cap = el('figcaption', 'muted',
+          info.dir === 'rtl' ? say('preview_rtl', { edition: info.name }) : info.name);
         const host = el('div', 'preview-ticker');
         wrap.append(cap, host);
         box.append(wrap);
@@ -232,7 +254,10 @@
   function updateTtlHint() {
     const first = $('ttl').options[0];
     const secs = TTL_DEFAULTS[urgency()];
-    if (first && secs) first.textContent = 'Default for ' + urgency() + ': ' + duration(secs * 1000);
+    if (first && secs) {
+      first.textContent = say('ttl_default', { urgency: urgencyLabel(urgency()),
+        duration: window.TickerText.duration(secs) });
+    }
   }
 
   function onComposeInput(e) {
@@ -274,11 +299,11 @@
       if (!first) first = input;
     };
     const n = textLength(payload.text);
-    if (n === 0) fail('text-error', 'Write the line first.', text);
-    else if (n > MAX) fail('text-error', 'The line is ' + n + ' characters; the limit is ' + MAX + '.', text);
-    if (!payload.channels.length) fail('channels-error', 'Choose at least one channel.', channelBoxes()[0]);
+    if (n === 0) fail('text-error', say('write_first'), text);
+    else if (n > MAX) fail('text-error', tooLong(n), text);
+    if (!payload.channels.length) fail('channels-error', say('choose_channel'), channelBoxes()[0]);
     if (payload.link && !/^https:\/\/\S+$/.test(payload.link)) {
-      fail('link-error', 'The link must start with https:// and have no spaces.', $('link'));
+      fail('link-error', say('link_https'), $('link'));
     }
     if (first) first.focus();
     return !first;
@@ -296,7 +321,7 @@
     const button = $('publish');
     const label = button.textContent;
     button.disabled = true;
-    button.textContent = CAN_EDIT ? 'Publishing…' : 'Sending…';
+    button.textContent = say(CAN_EDIT ? 'publishing' : 'sending');
     try {
       const res = await api('POST', '/desk/api/items', payload);
       if (!res.ok) {
@@ -306,11 +331,11 @@
       const b = res.body;
       let message;
       if (b.items) {
-        message = 'Published to ' + b.items.map((i) => i.channel).join(', ') + ' at ' + clock(now()) + '.';
+        message = say('published', { channels: listed(b.items.map((i) => i.channel)), time: clock(now()) });
       } else if (b.kind === 'scheduled') {
-        message = 'Scheduled for ' + clock(b.at) + ' on ' + b.channels.join(', ') + '.';
+        message = say('scheduled_for', { time: clock(b.at), channels: listed(b.channels) });
       } else {
-        message = 'Sent to the editors for approval.';
+        message = say('sent_for_approval');
       }
       $('compose-status').textContent = message;
       idem = newIdem();
@@ -346,27 +371,20 @@
 
   // -- time ----------------------------------------------------------------------------------
 
-  function duration(ms) {
-    const s = Math.max(0, Math.round(ms / 1000));
-    if (s < 60) return s + ' s';
-    const m = Math.round(s / 60);
-    if (m < 60) return m + ' min';
-    const h = Math.floor(m / 60);
-    const r = m % 60;
-    return r ? h + ' h ' + r + ' min' : h + ' h';
+  function tooLong(n) {
+    return say('too_long', { n: number(n), max: number(MAX) });
   }
   function ago(ts) {
     const d = now() - ts;
-    return d < 10000 ? 'just now' : duration(d) + ' ago';
+    return d < 10000 ? say('just_now') : relative(-d);
   }
   function until(expires) {
     const d = expires - now();
-    return d > 0 ? 'expires in ' + duration(d) : 'expired ' + duration(-d) + ' ago';
+    return say(d > 0 ? 'expires' : 'expired', { when: relative(d) });
   }
   function clock(ms) {
-    const d = new Date(ms); // an absolute time: no clock offset involved
-    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }) +
-      (Math.abs(ms - now()) > 20 * 3600 * 1000 ? ' ' + d.toLocaleDateString() : '');
+    // An absolute time (no clock offset involved), with the day when it is not about now.
+    return window.TickerText.clock(ms, Math.abs(ms - now()) > 20 * 3600 * 1000);
   }
 
   function tick() {
@@ -378,7 +396,7 @@
     });
     document.querySelectorAll('[data-in]').forEach((e) => {
       const t = Number(e.dataset.in);
-      e.textContent = t > now() ? 'in ' + duration(t - now()) : 'due now';
+      e.textContent = t > now() ? relative(t - now()) : say('due_now');
     });
   }
 
@@ -417,7 +435,7 @@
     const line = el('p', 'line');
     line.dir = channel.dir;
     line.lang = channel.lang;
-    line.append(el('span', 'badge u-' + it.urgency, URGENCY_LABEL[it.urgency] || it.urgency));
+    line.append(badge(it.urgency));
     if (it.source) {
       const src = el('span', 'src');
       src.append(el('bdi', null, it.source), document.createTextNode(': '));
@@ -427,42 +445,45 @@
     t.id = textId;
     line.append(t);
     const flags = el('span', 'flags');
-    if (it.corrected) flags.append(el('span', 'flag corrected', 'Corrected · v' + it.version));
-    if (it.pinned) flags.append(el('span', 'flag pinned', 'Pinned'));
-    if (it.status === 'held') flags.append(el('span', 'flag held', 'Held: not on air'));
-    if (it.status === 'expired') flags.append(el('span', 'flag expired', 'Expired'));
-    if (it.status === 'over_limit') flags.append(el('span', 'flag over', 'Live, over the ' + channel.max_items + '-item limit'));
-    if (it.needs_update) {
-      flags.append(el('span', 'flag needs-update', 'Needs update: ' + it.needs_update + ' was corrected'));
-    }
+    const flag = (cls, key, values) => {
+      const f = el('span', 'flag ' + cls, say(key, values));
+      f.lang = LANG; // in the desk's language and direction, whatever the line's
+      f.dir = DIR;
+      flags.append(f);
+    };
+    if (it.corrected) flag('corrected', 'flag_corrected', { version: number(it.version) });
+    if (it.pinned) flag('pinned', 'flag_pinned');
+    if (it.status === 'held') flag('held', 'flag_held');
+    if (it.status === 'expired') flag('expired', 'flag_expired');
+    if (it.status === 'over_limit') flag('over', 'flag_over', { max: number(channel.max_items) });
+    if (it.needs_update) flag('needs-update', 'flag_needs_update', { edition: it.needs_update });
     line.append(flags);
 
     const facts = el('p', 'facts');
-    const by = el('span', 'by');
-    by.append('by ', el('b', null, it.by || 'unknown'));
     const age = el('span', 'age', ago(it.ts));
     age.dataset.ago = String(it.ts);
     const exp = el('span', 'expiry', until(it.expires));
     exp.dataset.until = String(it.expires);
-    const when = el('span', 'at', 'on air since ' + clock(it.ts));
-    facts.append(by, age, exp, when);
+    const when = el('span', 'at', say('on_air_since', { time: clock(it.ts) }));
+    facts.append(byLine(it.by || say('by_unknown')), age, exp, when);
     if (typeof it.reach === 'number') {
       // Connections the item was written to, over every node (flushed each second).
-      const reach = el('span', 'reach', 'reached ' + it.reach.toLocaleString() + ' screens');
-      facts.append(reach);
+      facts.append(el('span', 'reach', plural('reach', it.reach)));
     }
     const others = otherVersions(channel.name, it);
     if (others.length) {
-      const v = el('span', 'versions');
-      v.append(isTranslation(channel.name, it) ? 'translation; also in ' : 'also in ');
+      const editions = document.createDocumentFragment();
       others.forEach(([name], n) => {
-        if (n) v.append(', ');
-        v.append(el('b', null, name));
+        if (n) editions.append(say('list_sep'));
+        editions.append(el('b', null, name));
       });
+      const v = el('span', 'versions');
+      v.append(nodes(isTranslation(channel.name, it) ? 'translation_also_in' : 'also_in',
+        { editions }));
       facts.append(v);
     }
     if (it.link) {
-      const a = el('a', 'story', 'story link');
+      const a = el('a', 'story', say('story_link'));
       a.href = it.link;
       a.target = '_blank';
       a.rel = 'noopener noreferrer';
@@ -473,24 +494,22 @@
     if (CAN_EDIT) {
       const actions = el('div', 'actions');
       actions.setAttribute('role', 'group');
-      actions.setAttribute('aria-label', 'Actions');
+      actions.setAttribute('aria-label', say('actions'));
       actions.setAttribute('aria-describedby', textId);
-      const button = (op, label, cls) => {
-        const b = el('button', cls || null, label);
+      const button = (op, cls) => {
+        const b = el('button', cls || null, say('op_' + op));
         b.type = 'button';
         b.dataset.op = op;
         b.setAttribute('aria-describedby', textId);
         actions.append(b);
       };
-      button('correct', 'Correct');
-      if (it.needs_update) button('confirm', 'No change needed');
-      if (missingEditions(it).length) button('translate', 'Translate');
-      if (it.status === 'held') button('release', 'Release');
-      else button('hold', 'Hold');
-      if (it.pinned) button('unpin', 'Unpin');
-      else button('pin', 'Pin');
-      button('extend', 'Extend');
-      button('kill', 'Kill', 'danger');
+      button('correct');
+      if (it.needs_update) button('confirm');
+      if (missingEditions(it).length) button('translate');
+      button(it.status === 'held' ? 'release' : 'hold');
+      button(it.pinned ? 'unpin' : 'pin');
+      button('extend');
+      button('kill', 'danger');
       li.append(actions);
     }
     return li;
@@ -509,11 +528,11 @@
       const n = el('span', 'n');
       h.append(name, ' ', title, ' ', n);
       const ul = el('ul', 'items');
-      const empty = el('p', 'empty muted', 'Nothing on air.');
+      const empty = el('p', 'empty muted', say('nothing_on_air'));
       const queue = el('section', 'queue');
       queue.hidden = true;
       const qh = el('h4', 'queue-title');
-      qh.append(el('span', null, 'To translate into ' + channel.name), ' ', el('span', 'qn'));
+      qh.append(el('span', null, say('to_translate', { edition: channel.name })), ' ', el('span', 'qn'));
       queue.append(qh, el('ul', 'queue-items'));
       section.append(h, queue, ul, empty);
       board.append(section);
@@ -530,8 +549,10 @@
       const section = channelSection(channel);
       const ul = section.querySelector('ul.items');
       const live = channel.items.filter((i) => i.status === 'on_air').length;
-      section.querySelector('.n').textContent = live + ' on air' +
-        (channel.items.length > live ? ', ' + (channel.items.length - live) + ' more' : '');
+      const more = channel.items.length - live;
+      section.querySelector('.n').textContent = more > 0
+        ? say('on_air_more', { n: number(live), more: number(more) })
+        : say('on_air', { n: number(live) });
       section.querySelector('.empty').hidden = channel.items.length > 0;
       renderQueue(section, channel);
       let prev = null;
@@ -572,7 +593,7 @@
     const list = queue.querySelector('ul.queue-items');
     const entries = CAN_EDIT ? (channel.to_translate || []) : [];
     queue.hidden = entries.length === 0;
-    queue.querySelector('.qn').textContent = '(' + entries.length + ')';
+    queue.querySelector('.qn').textContent = say('queue_count', { n: number(entries.length) });
     const sig = JSON.stringify(entries.map((q) => [q.channel, q.id, q.text, q.urgency]));
     if (list.dataset.sig === sig) return;
     const focused = document.activeElement;
@@ -585,8 +606,7 @@
       li.dataset.story = q.story;
       li.dataset.urgency = q.urgency;
       const line = el('p', 'line');
-      line.append(el('span', 'badge u-' + q.urgency, URGENCY_LABEL[q.urgency] || q.urgency),
-        el('span', 'from', q.channel), ' ');
+      line.append(badge(q.urgency), el('span', 'from', q.channel), ' ');
       const t = el('bdi', 'text', q.text);
       t.dir = from.dir;
       t.lang = from.lang;
@@ -594,10 +614,10 @@
       const age = el('span', 'age', ago(q.ts));
       age.dataset.ago = String(q.ts);
       const actions = el('div', 'actions');
-      const b1 = el('button', 'primary', 'Translate');
+      const b1 = el('button', 'primary', say('op_translate'));
       b1.type = 'button';
       b1.dataset.queueAction = 'translate';
-      const b2 = el('button', null, 'Dismiss');
+      const b2 = el('button', null, say('dismiss'));
       b2.type = 'button';
       b2.dataset.queueAction = 'dismiss';
       actions.append(b1, b2);
@@ -631,7 +651,7 @@
       const res = await api('POST', '/desk/api/translate/' + encodeURIComponent(edition) + '/dismiss',
         { story: q.story });
       if (res.ok) {
-        announce('Dismissed for ' + edition + ': ' + q.text);
+        announce(aboutLine('dismissed', { edition, text: q.text }));
         refresh();
       }
       return res;
@@ -690,7 +710,7 @@
     const li = el('li', 'job');
     li.dataset.job = job.id;
     const line = el('p', 'line');
-    line.append(el('span', 'badge u-' + job.urgency, URGENCY_LABEL[job.urgency] || job.urgency));
+    line.append(badge(job.urgency));
     if (job.source) {
       const src = el('span', 'src');
       src.append(el('bdi', null, job.source), document.createTextNode(': '));
@@ -700,11 +720,9 @@
     t.id = 'job-' + job.id;
     line.append(t);
     const facts = el('p', 'facts');
-    const by = el('span', 'by');
-    by.append('by ', el('b', null, job.by));
-    facts.append(by, el('span', 'channels', 'to ' + job.channels.join(', ')));
+    facts.append(byLine(job.by), el('span', 'channels', say('job_to', { channels: listed(job.channels) })));
     if (job.at) {
-      const at = el('span', 'at', 'at ' + clock(job.at));
+      const at = el('span', 'at', say('job_at', { time: clock(job.at) }));
       const left = el('span', 'left');
       left.dataset.in = String(job.at);
       facts.append(at, left);
@@ -713,8 +731,8 @@
     age.dataset.ago = String(job.created);
     facts.append(age);
     const actions = el('div', 'actions');
-    const button = (action, label, cls) => {
-      const b = el('button', cls || null, label);
+    const button = (action, key, cls) => {
+      const b = el('button', cls || null, say(key));
       b.type = 'button';
       b.dataset.job = job.id;
       b.dataset.action = action;
@@ -722,12 +740,12 @@
       actions.append(b);
     };
     if (kind === 'pending' && CAN_EDIT) {
-      button('approve', job.at ? 'Approve (scheduled)' : 'Approve and publish', 'primary');
-      button('reject', 'Reject', 'danger');
+      button('approve', job.at ? 'approve_scheduled' : 'approve_publish', 'primary');
+      button('reject', 'reject', 'danger');
     } else if (kind === 'pending' && job.by === ME) {
-      button('cancel', 'Withdraw');
+      button('cancel', 'withdraw');
     } else if (kind === 'scheduled' && CAN_EDIT) {
-      button('cancel', 'Cancel');
+      button('cancel', 'cancel');
     }
     li.append(line, facts, actions);
     return li;
@@ -778,6 +796,8 @@
 
   // -- actions -------------------------------------------------------------------------------
 
+  /** A refusal (`isError`: text) over the board, or what was done (text or nodes) under
+   *  the compose form. */
   function announce(message, isError) {
     const err = $('board-error');
     if (isError) {
@@ -785,8 +805,14 @@
       err.hidden = false;
     } else {
       err.hidden = true;
-      $('compose-status').textContent = message;
+      $('compose-status').replaceChildren(message);
     }
+  }
+
+  /** The string `key` about a line: its {text} set apart in a <bdi>, in its own direction
+   *  (an English line in an Arabic sentence, or the other way round). */
+  function aboutLine(key, values) {
+    return nodes(key, Object.assign({}, values, { text: el('bdi', null, values.text) }));
   }
 
   async function act(channel, id, op, payload) {
@@ -794,7 +820,9 @@
       encodeURIComponent(id) + '/' + op, payload || {});
     if (res.ok) {
       const found = findItem(channel, id);
-      announce((OP_DONE[op] || op) + ' on ' + channel + (found ? ': ' + found.item.text : '') + '.');
+      const done = OPS.includes(op) ? say('done_' + op) : op;
+      announce(found ? aboutLine('done_on', { done, channel, text: found.item.text })
+        : say('done_on_short', { done, channel }));
       refresh();
     }
     return res;
@@ -810,7 +838,7 @@
     b.setAttribute('aria-busy', 'true');
     try {
       const res = await work();
-      if (!res.ok) announce((res.body && res.body.message) || 'That did not work.', true);
+      if (!res.ok) announce((res.body && res.body.message) || say('failed'), true);
     } finally {
       busy.delete(b);
       b.removeAttribute('aria-busy');
@@ -864,8 +892,8 @@
   }, async (ctx) => {
     const value = $('correct-text').value;
     const n = textLength(value);
-    if (!n) return !setError('correct-text-error', 'Write the corrected line.', $('correct-text'));
-    if (n > MAX) return !setError('correct-text-error', 'The line is ' + n + ' characters; the limit is ' + MAX + '.', $('correct-text'));
+    if (!n) return !setError('correct-text-error', say('write_corrected'), $('correct-text'));
+    if (n > MAX) return !setError('correct-text-error', tooLong(n), $('correct-text'));
     const payload = { text: value, version: ctx.item.version };
     const reason = $('correct-reason').value.trim();
     if (reason) payload.reason = reason;
@@ -880,7 +908,7 @@
   function updateCorrectCount() {
     const n = textLength($('correct-text').value);
     const c = $('correct-count');
-    c.textContent = n + ' / ' + MAX;
+    c.textContent = say('count', { n: number(n), max: number(MAX) });
     c.classList.toggle('over', n > MAX);
   }
   $('correct-text').addEventListener('input', updateCorrectCount);
@@ -896,7 +924,7 @@
     const all = [ctx.channel].concat(others.map(([name]) => name));
     $('kill-all-field').hidden = others.length === 0;
     $('kill-all').checked = true;
-    $('kill-all-label').textContent = 'Kill in ' + all.join(', ') + ' (every version)';
+    $('kill-all-label').textContent = say('kill_in', { editions: listed(all) });
     const list = $('kill-versions');
     list.replaceChildren();
     others.forEach(([name, id]) => {
@@ -912,7 +940,7 @@
     $('kill-reason').focus();
   }, async (ctx) => {
     const reason = $('kill-reason').value.trim();
-    if (!reason) return !setError('kill-reason-error', 'Say why it is killed (kept in the audit trail).', $('kill-reason'));
+    if (!reason) return !setError('kill-reason-error', say('kill_reason_needed'), $('kill-reason'));
     const payload = { reason };
     if (!$('kill-all-field').hidden && $('kill-all').checked) payload.all_versions = true;
     const res = await act(ctx.channel, ctx.item.id, 'kill', payload);
@@ -934,13 +962,14 @@
     }
     ctx.original = original;
     const oChan = channelByName(original.channel) || from;
-    $('translate-original-label').textContent = 'Original (' + original.channel + ')';
+    $('translate-original-label').textContent = say('original_from', { edition: original.channel });
     const o = $('translate-original');
     o.textContent = original.item.text;
     o.dir = oChan.dir;
     o.lang = oChan.lang;
-    $('translate-original-facts').textContent = [URGENCY_LABEL[original.item.urgency] || '',
-      original.item.source ? 'source: ' + original.item.source : ''].filter(Boolean).join(' · ');
+    $('translate-original-facts').textContent = [urgencyLabel(original.item.urgency),
+      original.item.source ? say('source_fact', { source: original.item.source }) : '']
+      .filter(Boolean).join(' · ');
     const select = $('translate-edition');
     select.replaceChildren();
     const missing = missingEditions(original.item.versions ? original.item : { versions: { [original.channel]: original.id } });
@@ -957,11 +986,11 @@
     $('translate-text').focus();
   }, async (ctx) => {
     const edition = $('translate-edition').value;
-    if (!edition) return !setError('translate-edition-error', 'Every edition has this story already.', $('translate-edition'));
+    if (!edition) return !setError('translate-edition-error', say('no_edition_left'), $('translate-edition'));
     const value = $('translate-text').value;
     const n = textLength(value);
-    if (!n) return !setError('translate-text-error', 'Write the translated line.', $('translate-text'));
-    if (n > MAX) return !setError('translate-text-error', 'The line is ' + n + ' characters; the limit is ' + MAX + '.', $('translate-text'));
+    if (!n) return !setError('translate-text-error', say('write_translation'), $('translate-text'));
+    if (n > MAX) return !setError('translate-text-error', tooLong(n), $('translate-text'));
     const o = ctx.original;
     const payload = { text: value, channels: [edition], urgency: o.item.urgency,
       translation_of: { channel: o.channel, id: o.id }, idem: newIdem() };
@@ -976,7 +1005,7 @@
         translation_of: ['translate-edition-error', $('translate-edition')] }, 'translate-error');
       return false;
     }
-    announce((res.status === 202 ? 'Sent for approval in ' : 'Published in ') + edition + ': ' + value.trim());
+    announce(aboutLine(res.status === 202 ? 'sent_in' : 'published_in', { edition, text: value.trim() }));
     refresh();
     return true;
   });
@@ -991,7 +1020,7 @@
   function updateTranslateCount() {
     const n = textLength($('translate-text').value);
     const c = $('translate-count');
-    c.textContent = n + ' / ' + MAX;
+    c.textContent = say('count', { n: number(n), max: number(MAX) });
     c.classList.toggle('over', n > MAX);
   }
   $('translate-edition').addEventListener('change', setTranslateDirection);
@@ -1001,7 +1030,7 @@
   });
 
   dialog('extend', (ctx) => {
-    $('extend-now').textContent = 'Now it ' + until(ctx.item.expires) + '.';
+    $('extend-now').textContent = say('extend_now', { until: until(ctx.item.expires) });
     $('extend-ttl').focus();
   }, async (ctx) => {
     const res = await act(ctx.channel, ctx.item.id, 'extend', { ttl: Number($('extend-ttl').value) });
@@ -1020,7 +1049,7 @@
     if (!res.ok) {
       showServerError(res, { reason: ['reject-reason-error', $('reject-reason')] }, 'reject-error');
     } else {
-      announce('Rejected: ' + ctx.job.text);
+      announce(aboutLine('rejected', { text: ctx.job.text }));
       refresh();
     }
     return res.ok;
@@ -1053,8 +1082,8 @@
     await busyWith(b, async () => {
       const res = await api('POST', '/desk/api/jobs/' + encodeURIComponent(job.id) + '/' + b.dataset.action);
       if (res.ok) {
-        const done = { approve: 'Approved', cancel: job.kind === 'pending' ? 'Withdrawn' : 'Cancelled' };
-        announce(done[b.dataset.action] + ': ' + job.text);
+        const done = { approve: 'approved', cancel: job.kind === 'pending' ? 'withdrawn' : 'cancelled' };
+        announce(aboutLine(done[b.dataset.action], { text: job.text }));
         refresh();
       }
       return res;
@@ -1067,13 +1096,12 @@
   let staleTimer = 0;
   function setLive(s) {
     clearTimeout(staleTimer);
-    const show = (state, label) => {
+    const show = (state) => {
       liveStatus.dataset.state = state;
-      liveStatus.textContent = label;
+      liveStatus.textContent = say(state);
     };
-    if (s === 'live') show('live', 'Live');
-    else if (s === 'stale') show('stale', 'Redis unreachable: the board may be out of date');
-    else staleTimer = setTimeout(() => show('reconnecting', 'Reconnecting…'), 3000);
+    if (s === 'live' || s === 'stale') show(s);
+    else staleTimer = setTimeout(() => show('reconnecting'), 3000);
   }
 
   let feed = null;

@@ -5,8 +5,9 @@
  * The server renders each page (Jinja2, ticker.desk.pages); this script sends its forms to
  * the JSON endpoints (ticker.desk.admin) with the session's CSRF token, puts each error next
  * to the field it names, and updates what changed in place. Every visible string comes from
- * the page's table (ticker.desk.texts, in #page-strings); user names, edition names and
- * tokens only ever go in as text (textContent, value), never as HTML.
+ * the page's table (ticker.desk.texts, in the user's language) through i18n.js
+ * (TickerText); user names, edition names and tokens only ever go in as text (textContent,
+ * value), never as HTML.
  */
 (function () {
   'use strict';
@@ -15,16 +16,9 @@
   const body = document.body;
   const CSRF = (document.querySelector('meta[name="ticker-csrf"]') || {}).content || '';
   const ME = body.dataset.user || '';
-  const T = JSON.parse(($('page-strings') || {}).textContent || '{}');
-
-  /** The string `key` with each {placeholder} filled in from `values`, as plain text. */
-  function say(key, values) {
-    let text = Object.prototype.hasOwnProperty.call(T, key) ? T[key] : key;
-    Object.keys(values || {}).forEach((name) => {
-      text = text.split('{' + name + '}').join(String(values[name]));
-    });
-    return text;
-  }
+  const { say } = window.TickerText;
+  /** Whether the page asks before doing `kind` (it has the strings for the question). */
+  const asks = (kind) => say('confirm_' + kind + '_title') !== 'confirm_' + kind + '_title';
 
   // -- HTTP ----------------------------------------------------------------------------------
 
@@ -158,11 +152,10 @@
     });
   }
 
-  /** Epoch ms into a <time>, as the server writes it: 2026-11-27 14:03:09 (UTC). */
+  /** Epoch ms into a <time>, in UTC as the page says, written in the page's language. */
   function setTime(time, ms) {
-    const iso = new Date(ms).toISOString();
-    time.dateTime = iso;
-    time.textContent = iso.slice(0, 19).replace('T', ' ');
+    time.dateTime = new Date(ms).toISOString();
+    time.textContent = window.TickerText.utc(ms);
   }
 
   /** Insert `node` into `list` keeping the children in order of their data-name. */
@@ -247,7 +240,7 @@
       const card = button.closest('.person');
       const action = button.dataset.action;
       const kind = action.replace('-', '_');
-      if (T['confirm_' + kind + '_title'] && !(await confirmed(kind, card.dataset.name))) return;
+      if (asks(kind) && !(await confirmed(kind, card.dataset.name))) return;
       const done = await changePerson(card, card, action, undefined, button);
       if (done && button.hidden) {
         const twin = card.querySelector('[data-action="' + (action === 'disable' ? 'enable'

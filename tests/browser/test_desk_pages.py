@@ -87,7 +87,8 @@ async def nothing_ran(scene: Scene, page: Page, label: str) -> None:
     state: dict[str, Any] = await page.evaluate("""() => ({
         xss: window.__xss === undefined ? null : window.__xss,
         violations: window.__violations || [],
-        scripts: Array.from(document.scripts).map((s) => s.src.replace(location.origin, '')),
+        scripts: Array.from(document.scripts).filter((s) => s.type !== 'application/json')
+          .map((s) => s.src.replace(location.origin, '')),
         foreign: document.querySelectorAll('img, svg, iframe, object, embed, [onerror], '
                                            + '[onload], [onfocus], [autofocus]:not(#username)')
           .length,
@@ -95,7 +96,9 @@ async def nothing_ran(scene: Scene, page: Page, label: str) -> None:
     assert state["xss"] is None, f"{label}: a payload ran"
     assert state["violations"] == [], f"{label}: CSP violations {state['violations']}"
     assert state["foreign"] == 0, f"{label}: injected elements or attributes"
-    assert all(s in ("/static/ticker.js", "/static/desk.js") for s in state["scripts"]), \
+    # Ours only (the page's strings are JSON data, never run: left out above).
+    assert all(s in ("/static/ticker.js", "/static/i18n.js", "/static/desk.js")
+               for s in state["scripts"]), \
         f"{label}: scripts {state['scripts']}"
     assert scene.dialogs == [], f"{label}: dialogs {scene.dialogs}"
 

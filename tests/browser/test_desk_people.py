@@ -332,6 +332,7 @@ async def test_an_editor_sets_their_own_settings_and_is_refused_people(scene: Sc
     assert (session["lang"], session["editions"]) == ("ar", ["ar"])
     await page.reload()
     await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await expect(page.locator("html")).to_have_attribute("lang", "ar")  # the page is Arabic now
     await expect(form.locator('[name="lang"]')).to_have_value("ar")
     await expect(form.get_by_label("ar (Breaking)")).to_be_checked()
     await expect(form.get_by_label("en (Breaking)")).not_to_be_checked()
@@ -341,11 +342,11 @@ async def test_an_editor_sets_their_own_settings_and_is_refused_people(scene: Sc
     await form.locator('input[name="editions"]').first.evaluate("(box) => { box.value = 'fr'; }")
     await form.get_by_label("ar (Breaking)").uncheck()
     await form.locator('input[name="editions"]').first.check()
-    await form.get_by_role("button", name="Save").click()
+    await form.get_by_role("button", name="احفظ").click()
     await expect(form.locator('[data-error-for="editions"]')).to_have_text(
         "no edition 'fr'; one of en, ar, xx")
 
     for path in ("/desk/people", "/desk/tokens"):
         response = await page.goto(scene.server.http + path)
         assert response is not None and response.status == 403
-        await expect(page).to_have_title("Not for your role · Ticker desk")
+        await expect(page).to_have_title("غير متاحة لدورك · غرفة أخبار تيكر")  # eve's Arabic

@@ -7,9 +7,11 @@ Pages are Jinja2 templates in `web/` (`login.html`, `message.html`, `desk.html`,
 text, user names, reasons and every other value are text, never HTML, and the markup
 (channel and expiry choices, audit rows, user cards) is in the templates. All behaviour is
 in `web/desk.js` and, for people, tokens and settings, `web/people.js` (no inline script:
-CSP `script-src 'self'`); those three pages take every visible string from
-`ticker.desk.texts`. Forms carry a CSRF token: the session's, or before sign-in the nonce of
-the signed `ticker_login` cookie; their urlencoded bodies are read by `read_form`
+CSP `script-src 'self'`). Every page takes every visible string from `ticker.desk.texts`
+in the signed-in user's language (the sign-in page: the browser's Accept-Language), lays
+itself out right to left for Arabic, and hands its table to its scripts (`web/i18n.js`).
+Forms carry a CSRF token: the session's, or before sign-in the nonce of the signed
+`ticker_login` cookie; their urlencoded bodies are read by `read_form`
 (Starlette's `request.form()`, bounded and strict). A request that prefers JSON (`Accept:
 application/json`) gets the API's JSON errors instead of a page. `routes` is this module's
 and `ticker.desk.api`'s and `ticker.desk.admin`'s routes.
@@ -47,9 +49,9 @@ FORM_TYPE: Final = "application/x-www-form-urlencoded"
 NON_ASCII: Final = re.compile(rb"[\x80-\xff]")
 NO_STORE: Final = {"Cache-Control": "no-store"}
 NEXT: Final = re.compile(r"^/desk(?:/[A-Za-z0-9/_.-]*)?$")
-EXPIRY_CHOICES: Final = ((900, "15 minutes"), (1800, "30 minutes"), (3600, "1 hour"),
-                         (7200, "2 hours"), (10800, "3 hours"), (21600, "6 hours"),
-                         (43200, "12 hours"), (86400, "24 hours"))
+EXPIRY_CHOICES: Final = (900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)  # seconds
+EXTEND_CHOICES: Final = (1800, 3600, 7200, 10800, 21600, 43200, 86400)
+EXTEND_DEFAULT: Final = 3600
 
 
 # -- pages and forms ------------------------------------------------------------------------
@@ -59,6 +61,12 @@ def page(request: Request, name: str, context: Mapping[str, Any], status: int = 
     """The template `name` rendered with `context`, never cached by anyone."""
     return templates().TemplateResponse(request, name, dict(context), status_code=status,
                                         headers=NO_STORE)
+
+
+def language(name: str, lang: str) -> dict[str, Any]:
+    """What every page shows its language with: the strings of page `name` in `lang` (`t`),
+    `lang` and its direction (`dir`), for `<html lang dir>`."""
+    return {"t": texts.strings(name, lang), "lang": lang, "dir": texts.direction(lang)}
 
 
 async def read_form(request: Request, allowed: Collection[str]) -> dict[str, str]:
@@ -128,14 +136,29 @@ def no_store(response: Response) -> Response:
 
 # -- sign-in -------------------------------------------------------------------------------
 
+def login_lang(request: Request) -> str:
+    """The sign-in page's language: there is no user yet, so the browser's choice."""
+    return texts.accepted_lang(request.headers.get("accept-language"))
+
+
+def refusal_text(t: Mapping[str, str], refused: LoginRefused, lang: str) -> str:
+    """What the sign-in page says of a refused sign-in, in the page's language."""
+    if refused.blocked is None:
+        return t["wrong"]
+    return (t[f"too_many_{refused.blocked.kind}"] + " "
+            + texts.count(t, "retry", refused.blocked.minutes, lang))
+
+
 def login_page(request: Request, *, nonce: str, next_path: str, username: str = "",
                error: str = "", field: str | None = None, status: int = 200) -> Response:
-    """The sign-in form; `error` shows next to `field` (user name, password) or above all."""
+    """The sign-in form; `error` (in the page's language) shows next to `field` (user name,
+    password) or above all."""
     errors = {"form": error, "username": "", "password": ""}
     if field in ("username", "password"):
         errors[field], errors["form"] = error, ""
     return page(request, "login.html", {"csrf": nonce, "next": next_path,
-                                        "username": username, "errors": errors}, status)
+                                        "username": username, "errors": errors,
+                                        **language("login", login_lang(request))}, status)
 
 
 async def login_form(request: Request) -> Response:
@@ -159,30 +182,38 @@ async def login(request: Request) -> Response:
     form = await read_form(request, {"username", "password", "csrf", "next"})
     next_path = check_next(form.get("next"))
     username = form.get("username", "").strip()[:64]
+    lang = login_lang(request)
+    t = texts.strings("login", lang)
 
-    async def refuse(status: int, code: str, message: str, field: str | None = None,
-                     headers: dict[str, str] | None = None) -> Response:
+    async def refuse(status: int, code: str, shown: str, message: str,
+                     field: str | None = None, headers: dict[str, str] | None = None
+                     ) -> Response:
+        """`shown` on the page (in the browser's language); `message` in a JSON answer
+        (English, like every API message)."""
         if as_json:
             return error_response(HTTPError(status, code, message, field=field,
                                             headers=headers))
         nonce = secrets.token_urlsafe(24)
         response = login_page(request, nonce=nonce, next_path=next_path,
-                              username=username, error=message, field=field, status=status)
+                              username=username, error=shown, field=field, status=status)
         response.headers.update(headers or {})
         await auth.set_login_cookie(response, request, nonce)
         return response
 
+    english = texts.LOGIN
     if not nonces_match(await auth.login_nonce(request), form.get("csrf")):
-        return await refuse(403, "csrf", "This sign-in form expired or came from another "
-                            "site. Please try again.", "csrf")
+        return await refuse(403, "csrf", t["csrf_expired"], english["csrf_expired"], "csrf")
     if not username:
-        return await refuse(422, "invalid", "Enter your user name.", "username")
+        return await refuse(422, "invalid", t["enter_username"], english["enter_username"],
+                            "username")
     if not form.get("password"):
-        return await refuse(422, "invalid", "Enter your password.", "password")
+        return await refuse(422, "invalid", t["enter_password"], english["enter_password"],
+                            "password")
     try:
         principal = await auth.sign_in(request, username, form["password"])
     except LoginRefused as exc:
-        return await refuse(exc.status, exc.code, exc.message, None, exc.headers)
+        return await refuse(exc.status, exc.code, refusal_text(t, exc, lang), exc.message,
+                            None, exc.headers)
     if as_json:
         response: Response = JSONResponse({"user": principal.name, "role":
                                            principal.user.role, "csrf": principal.session.csrf})
@@ -219,25 +250,40 @@ async def signed_in(request: Request, role: str) -> Principal | Response:
     if principal is None:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     if not principal.user.can(role):
-        return message_page(request, 403, "Not for your role",
-                            f"This page needs the {role} role; you are {principal.user.role}.")
+        lang = principal.user.lang
+        t = texts.strings("message", lang)
+        return message_page(request, 403, lang, t["not_for_role_title"], texts.fill(
+            t["not_for_role_text"], role=t[f"role_word_{role}"],
+            user_role=t[f"role_word_{principal.user.role}"]))
     return principal
 
 
-def message_page(request: Request, status: int, title: str, text: str) -> Response:
-    return page(request, "message.html", {"title": title, "text": text}, status)
+def message_page(request: Request, status: int, lang: str, title: str, text: str) -> Response:
+    """One message (`title`, `text`, already in `lang`) for a signed-in user."""
+    return page(request, "message.html", {"title": title, "text": text,
+                                          **language("message", lang)}, status)
 
 
 async def desk_page(request: Request) -> Response:
     found = await signed_in(request, "contributor")
     if not isinstance(found, Principal):
         return found
-    user = found.user
+    user, lang = found.user, found.user.lang
+    words = language("desk", lang)
+    t = words["t"]
     return page(request, "desk.html", {
         "csrf": found.session.csrf, "user": user.name, "role": user.role,
         "can_edit": user.can("editor"), "max_text": MAX_TEXT,
-        "channels": runtime_of(request).settings.channels,
-        "ttl_defaults": DEFAULT_TTL, "expiry_choices": EXPIRY_CHOICES,
+        "channels": runtime_of(request).settings.channels, "ttl_defaults": DEFAULT_TTL,
+        # What desk.js would write at once, written by the server in the user's language.
+        "count_text": texts.fill(t["count"], n=texts.digits("0", lang),
+                                 max=texts.digits(str(MAX_TEXT), lang)),
+        "ttl_default": texts.fill(t["ttl_default"], urgency=t["urgency_breaking"],
+                                  duration=texts.duration(t, DEFAULT_TTL["breaking"], lang)),
+        "expiry_choices": [(s, texts.duration(t, s, lang)) for s in EXPIRY_CHOICES],
+        "extend_choices": [(s, texts.duration(t, s, lang, "_from_now"))
+                           for s in EXTEND_CHOICES],
+        "extend_default": EXTEND_DEFAULT, **words,
     })
 
 
@@ -272,6 +318,7 @@ async def audit_page(request: Request) -> Response:
         "channels": runtime.settings.channels, "selected_channel": params.get("channel"),
         "entries": entries, "older_link": older_link, "limit": query["limit"],
         "errors": errors, "is_admin": found.user.can("admin"),
+        **language("audit", found.user.lang),
     }, status)
 
 
@@ -284,7 +331,7 @@ def manage_page(request: Request, principal: Principal, name: str,
     user = principal.user
     return page(request, f"{name}.html", {
         "csrf": principal.session.csrf, "me": user.name, "role": user.role,
-        "is_admin": user.can("admin"), "here": name, "t": texts.strings(name, user.lang),
+        "is_admin": user.can("admin"), "here": name, **language(name, user.lang),
         "langs": LANGS, "channels": runtime_of(request).settings.channels, **context,
     })
 

@@ -31,7 +31,7 @@ from ticker.newsroom.sessions import (
     Sessions,
     load_secret,
 )
-from ticker.newsroom.signin_limits import LoginLimits
+from ticker.newsroom.signin_limits import Blocked, LoginLimits
 from ticker.newsroom.users import RANK, User, Users
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
@@ -55,7 +55,13 @@ class Principal:
 
 
 class LoginRefused(HTTPError):
-    """A refused sign-in: 401 (wrong credentials) or 429 (rate limited)."""
+    """A refused sign-in: 401 (wrong credentials) or 429 (rate limited: `blocked` says by
+    which limit and for how long, for a page that words it in its own language)."""
+
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, blocked: Blocked | None = None) -> None:
+        super().__init__(status, code, message, headers=headers)
+        self.blocked = blocked
 
 
 def client_address(request: Request) -> str:
@@ -142,7 +148,8 @@ class Auth:
         if blocked is not None:
             log.warning("sign-in refused from %s: %s limit reached", address, blocked.kind)
             raise LoginRefused(429, "rate_limited", blocked.message,
-                               headers={"Retry-After": str(blocked.retry_after)})
+                               headers={"Retry-After": str(blocked.retry_after)},
+                               blocked=blocked)
         user = await self.users.authenticate(name, password)
         if user is None:
             await self.limits.failed(name, address)

@@ -27,8 +27,13 @@ class Blocked:
     retry_after: int
 
     @property
+    def minutes(self) -> int:
+        """The wait in whole minutes, rounded up (at least one)."""
+        return max(1, -(-self.retry_after // 60))
+
+    @property
     def message(self) -> str:
-        minutes = max(1, -(-self.retry_after // 60))
+        minutes = self.minutes
         wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
         if self.kind == "account":
             return f"Too many failed sign-ins for this account. Try again in {wait}."
