@@ -15,7 +15,8 @@ import pytest
 from ticker.core.addresses import check_destination, parse_allowed, refused
 from ticker.core.errors import ValidationError
 from ticker.core.webhooks import Subscription, check_url, event_body, message_id, subscription
-from ticker.node.webhooks import MAX_BACKOFF, Sender, backoff, key_of, place_of, retry_after_of
+from ticker.node.outbound import Sender, backoff, retry_after_of
+from ticker.node.webhooks import MAX_BACKOFF, key_of, place_of
 
 NONE = parse_allowed("")
 

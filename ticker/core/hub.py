@@ -243,6 +243,13 @@ class ChannelHub:
             c.latency_sum += seconds
         self.written = []
 
+    def history_after(self, key: HistoryKey) -> tuple[bool, list[tuple[HistoryKey, bytes]]]:
+        """(whether history after `key` was trimmed away, the events after `key` still held):
+        what a follower at `key` (the webhook and push fan-outs) has not had, in order."""
+        start = bisect.bisect_right(self.keys, key)
+        gap = start == 0 and bool(self.keys) and key < self.keys[0] and self.horizon > key[:2]
+        return gap, list(zip(self.keys[start:], self.fragments[start:], strict=True))
+
     def _changed(self) -> None:
         self._snapshot = None
         self._resume_cache.clear()

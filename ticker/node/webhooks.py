@@ -28,32 +28,26 @@ reads at most MAX_RESPONSE bytes of the answer.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import email.utils
 import json
 import logging
 import os
-import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from standardwebhooks.webhooks import Webhook
 
-from ticker.core.addresses import Allowed, check_destination, parse_allowed
+from ticker.core.addresses import parse_allowed
 from ticker.core.clock import now_ms
-from ticker.core.errors import ValidationError
 from ticker.core.hub import ChannelHub, HistoryKey, Hub
 from ticker.core.webhooks import EVENT_TYPES, Subscription, event_body, message_id
+from ticker.node.outbound import Sender, backoff
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
 from ticker.redis.webhooks import DeliveryState, Pending, Webhooks
@@ -64,10 +58,7 @@ LEASE_MS: Final = 10_000
 RENEW_EVERY: Final = 3.0  # seconds: three renewals fit in one lease
 FANOUT_BATCH: Final = 1000  # events queued per transaction
 IDLE_POLL: Final = 0.25  # seconds between looks at an empty outbox
-MAX_RESPONSE: Final = 64 * 1024
 MAX_BACKOFF: Final = 30 * 60.0
-MAX_RETRY_AFTER: Final = 3600.0
-USER_AGENT: Final = "ticker-webhooks/1"
 
 
 def place_of(key: HistoryKey) -> str:
@@ -82,15 +73,15 @@ def key_of(place: str) -> HistoryKey:
     return int(ms), int(seq), int(sub or 0)
 
 
-@dataclass(slots=True)
-class Outcome:
-    """One attempt: accepted, or why not and whether to try again (and not before)."""
-
-    ok: bool
-    status: int = 0
-    error: str = ""
-    retry: bool = False
-    retry_after: float | None = None
+def signed_headers(event: Pending, secret: str) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt at `event` (signed now)."""
+    stamp = datetime.now(UTC)
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": event.message_id,
+        "webhook-timestamp": str(int(stamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(event.message_id, stamp, event.body),
+    }
 
 
 @dataclass(slots=True)
@@ -102,114 +93,6 @@ class SubscriptionStats:
     dead: int = 0
     retrying: bool = False
     oldest_ms: int | None = None
-
-
-def backoff(attempts: int, base: float, retry_after: float | None) -> float:
-    """Seconds before the next attempt: `base` doubled per attempt, capped, with equal
-    jitter (half fixed, half random), never before the receiver's `Retry-After`."""
-    delay: float = min(MAX_BACKOFF, base * 2.0 ** min(attempts, 30))
-    delay = delay / 2 + random.uniform(0, delay / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return delay
-
-
-def retry_after_of(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from now: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, float(when.timestamp()) - now)
-
-
-Resolver = Callable[[str, int], Any]
-
-
-class Sender:
-    """Sends one signed event to one URL, to a checked address only."""
-
-    def __init__(self, allowed: Allowed, timeout: float, resolver: Resolver | None = None
-                 ) -> None:
-        self.allowed = allowed
-        self.timeout = timeout
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), follow_redirects=False,
-            trust_env=False, limits=httpx.Limits(max_connections=100,
-                                                 max_keepalive_connections=20))
-        self.resolver = resolver
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def addresses(self, host: str, port: int) -> list[str]:
-        """What `host` resolves to (an address literal is itself), checked; ValidationError
-        when any of it may not be called."""
-        literal = host.strip("[]")
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in literal else socket.AF_INET, literal)
-            found = [literal]
-        except OSError:
-            if self.resolver is not None:
-                found = list(await self.resolver(host, port))
-            else:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM)
-                found = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        return check_destination(host, found, self.allowed)
-
-    async def send(self, url: str, event: Pending, secret: str) -> Outcome:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            checked = await self.addresses(host, port)
-        except ValidationError as exc:
-            return Outcome(ok=False, error=exc.message)  # refused: nothing is sent
-        except OSError as exc:
-            return Outcome(ok=False, error=f"cannot resolve {host}: {exc}", retry=True)
-        address = checked[0]
-        netloc = (f"[{address}]" if ":" in address else address) + (
-            f":{parts.port}" if parts.port else "")
-        target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        stamp = datetime.now(UTC)
-        headers = {
-            "Host": parts.netloc.rsplit("@", 1)[-1],
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "webhook-id": event.message_id,
-            "webhook-timestamp": str(int(stamp.timestamp())),
-            "webhook-signature": Webhook(secret).sign(event.message_id, stamp, event.body),
-        }
-        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        try:
-            # httpx's timeouts are per phase (connect, each read...): this one is the total.
-            async with asyncio.timeout(self.timeout), self.client.stream(
-                    "POST", target, content=event.body, headers=headers,
-                    extensions=extensions) as response:
-                read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read > MAX_RESPONSE:
-                        break  # the answer is not ours to read; its status is
-                status = response.status_code
-                retry_after = retry_after_of(response.headers.get("retry-after"), time.time())
-        except (httpx.TimeoutException, TimeoutError):
-            return Outcome(ok=False, error=f"no answer within {self.timeout:g} s", retry=True)
-        except httpx.HTTPError as exc:
-            return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:300], retry=True)
-        if 200 <= status < 300:
-            return Outcome(ok=True, status=status)
-        retry = status in (408, 429) or status >= 500
-        return Outcome(ok=False, status=status, error=f"HTTP {status}", retry=retry,
-                       retry_after=retry_after if retry else None)
 
 
 @dataclass(slots=True)
@@ -345,15 +228,13 @@ class WebhookWorker:
 
     def _events_after(self, channel: ChannelHub, key: HistoryKey
                       ) -> list[tuple[HistoryKey, dict[str, Any]]]:
-        start = bisect.bisect_right(channel.keys, key)
-        if start == 0 and channel.keys and key < channel.keys[0] \
-                and channel.horizon > key[:2]:
+        gap, events = channel.history_after(key)
+        if gap:
             # What came between was trimmed from this node's history: it cannot be sent.
             self.fanout_gaps += 1
-            log.error("webhooks: events of %s before %s were trimmed before they were "
-                      "queued; they are not sent", channel.info.name, place_of(channel.keys[0]))
-        return [(channel.keys[i], json.loads(channel.fragments[i]))
-                for i in range(start, len(channel.keys))]
+            log.error("webhooks: events of %s after %s were trimmed before they were "
+                      "queued; they are not sent", channel.info.name, place_of(key))
+        return [(k, json.loads(fragment)) for k, fragment in events]
 
     @staticmethod
     def _urgency(channel: ChannelHub, event: dict[str, Any]) -> str | None:
@@ -435,7 +316,7 @@ class WebhookWorker:
                       sub.id)
             await asyncio.sleep(5.0)
             return
-        outcome = await self.sender.send(sub.url, event, secret)
+        outcome = await self.sender.post(sub.url, event.body, signed_headers(event, secret))
         now = now_ms()
         if outcome.ok:
             await self.store.delivered(sub.id, event)
@@ -443,7 +324,7 @@ class WebhookWorker:
         first = state.first_try or now
         if outcome.retry and now - first < self.settings.webhook_retry_for * 1000:
             delay = backoff(state.attempts, self.settings.webhook_retry_base,
-                            outcome.retry_after)
+                            outcome.retry_after, MAX_BACKOFF)
             next_try = now + int(delay * 1000)
             log.info("webhook %s: %s; retry %d in %.1f s", sub.id, outcome.error,
                      state.attempts + 1, delay)
