@@ -18,6 +18,9 @@
  *   max-items   how many items are on air at most                     default 20
  *   speed       scrolling speed in CSS pixels per second               default 80
  *   label       the label text                       default channel_info.title, "Breaking"
+ *   notify      "off" hides the "Notify me of flash news" bell (Web Push, docs/push.md);
+ *               otherwise it shows where the browser and the server can do push
+ *   sw          URL of the service worker on the page's origin         default /ticker-sw.js
  *
  * HOST ATTRIBUTES SET BY THE ELEMENT (read-only, for CSS and tests)
  *   data-state  "connecting" | "live" | "reconnecting" | "error"
@@ -107,21 +110,29 @@
       breaking: 'Breaking', flash: 'Flash', urgent: 'Urgent', corrected: 'Corrected',
       connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', error: 'Offline',
       pause: 'Pause ticker', empty: 'No breaking news right now',
+      notify: 'Notify me of flash news', notifyOn: 'Flash news notifications are on: turn off',
+      notifyFailed: 'Notifications could not be turned on',
     },
     ar: {
       breaking: 'عاجل', flash: 'عاجل جدًا', urgent: 'هام', corrected: 'مُصحَّح',
       connecting: 'جارٍ الاتصال…', live: 'مباشر', reconnecting: 'جارٍ إعادة الاتصال…',
       error: 'غير متصل', pause: 'إيقاف الشريط مؤقتًا', empty: 'لا أخبار عاجلة حاليًا',
+      notify: 'نبّهني بالأخبار العاجلة جدًا', notifyOn: 'التنبيهات مفعّلة: أوقفها',
+      notifyFailed: 'تعذّر تفعيل التنبيهات',
     },
     es: {
       breaking: 'Última hora', flash: 'Flash', urgent: 'Urgente', corrected: 'Corregido',
       connecting: 'Conectando…', live: 'En directo', reconnecting: 'Reconectando…',
       error: 'Sin conexión', pause: 'Pausar el teletipo', empty: 'Sin noticias de última hora',
+      notify: 'Avisarme de las noticias urgentes', notifyOn: 'Avisos activados: desactivar',
+      notifyFailed: 'No se pudieron activar los avisos',
     },
     fr: {
       breaking: 'Alerte', flash: 'Flash', urgent: 'Urgent', corrected: 'Corrigé',
       connecting: 'Connexion…', live: 'En direct', reconnecting: 'Reconnexion…',
       error: 'Hors ligne', pause: 'Mettre le bandeau en pause', empty: 'Aucune alerte en ce moment',
+      notify: 'M’avertir des alertes', notifyOn: 'Alertes activées : désactiver',
+      notifyFailed: 'Impossible d’activer les alertes',
     },
   };
 
@@ -189,18 +200,22 @@
   flex: none; display: flex; align-items: center; gap: .3em;
   padding-inline: .2em .15em;
 }
-.toggle {
+.toggle, .bell {
   appearance: none; -webkit-appearance: none;
   display: grid; place-items: center;
   inline-size: 1.85em; block-size: 1.85em;
   margin: 0; padding: 0; border: 0; border-radius: 50%;
   background: transparent; color: inherit; font: inherit; cursor: pointer;
 }
-.toggle svg { inline-size: .9em; block-size: .9em; fill: currentColor; }
-.toggle:hover { background: rgb(255 255 255 / .18); }
-.toggle:focus-visible { outline: 2px solid var(--ticker-focus, #fff); outline-offset: -2px; }
-.toggle[aria-pressed="true"] { background: rgb(255 255 255 / .22); }
+.toggle svg, .bell svg { inline-size: .9em; block-size: .9em; fill: currentColor; }
+.toggle:hover, .bell:hover { background: rgb(255 255 255 / .18); }
+.toggle:focus-visible, .bell:focus-visible {
+  outline: 2px solid var(--ticker-focus, #fff); outline-offset: -2px;
+}
+.toggle[aria-pressed="true"], .bell[aria-pressed="true"] { background: rgb(255 255 255 / .22); }
 .toggle[aria-pressed="true"] .i-pause, .toggle[aria-pressed="false"] .i-play { display: none; }
+.bell[hidden] { display: none; }
+.bell[aria-pressed="false"] .i-bell-on, .bell[aria-pressed="true"] .i-bell-off { display: none; }
 .status {
   /* over the end of the bar: showing it never moves the items (no layout shift) */
   position: absolute; inset-block: 0; inset-inline-end: 0; z-index: 3;
@@ -358,6 +373,13 @@
     return e;
   }
 
+  /** base64url (no padding needed) -> Uint8Array: a VAPID applicationServerKey. */
+  function fromBase64Url(text) {
+    const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - text.length % 4) % 4);
+    const raw = atob(b64);
+    return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+  }
+
   function svgIcon(cls, d) {
     const ns = 'http://www.w3.org/2000/svg';
     const s = document.createElementNS(ns, 'svg');
@@ -486,7 +508,7 @@
 
   class BreakingTicker extends HTMLElement {
     static get observedAttributes() {
-      return ['channel', 'server', 'max-items', 'speed', 'label'];
+      return ['channel', 'server', 'max-items', 'speed', 'label', 'notify', 'sw'];
     }
 
     constructor() {
@@ -538,6 +560,8 @@
       this._expiryTimer = 0;
       this._attempt = 0;
       this._openFails = 0;
+      this._notifyGen = 0;
+      this._pushKey = null;
 
       this._onOnline = this._onOnline.bind(this);
       this._onOffline = this._onOffline.bind(this);
@@ -596,6 +620,7 @@
       this._expiryTimer = setInterval(() => this._expire(), EXPIRY_TICK_MS);
       this._render(new Set());
       this._start();
+      this._setupNotify();
     }
 
     disconnectedCallback() {
@@ -619,6 +644,9 @@
       if (oldValue === value || !this._connected) return;
       if (name === 'channel' || name === 'server') {
         this._start();
+        this._setupNotify();
+      } else if (name === 'notify' || name === 'sw') {
+        this._setupNotify();
       } else if (name === 'max-items') {
         this._render(new Set());
         this._emitUpdate();
@@ -654,7 +682,17 @@
       btn.addEventListener('click', () => { this.paused = !this._userPaused; });
       const status = el('span', 'status');
       status.setAttribute('part', 'status');
-      controls.append(btn);
+      // Web Push opt-in (docs/push.md): shown only where it can work, asked only on a click.
+      const bell = el('button', 'bell');
+      bell.type = 'button';
+      bell.hidden = true;
+      bell.setAttribute('part', 'button notify');
+      bell.setAttribute('aria-pressed', 'false');
+      bell.append(
+        svgIcon('i-bell-off', 'M8 1.5a1 1 0 0 1 1 1v.6A4.5 4.5 0 0 1 12.5 7.5v3l1.5 2H2l1.5-2v-3A4.5 4.5 0 0 1 7 3.1v-.6a1 1 0 0 1 1-1zM6.3 13.5h3.4a1.7 1.7 0 0 1-3.4 0z'),
+        svgIcon('i-bell-on', 'M8 1.5a1 1 0 0 1 1 1v.6A4.5 4.5 0 0 1 12.5 7.5v3l1.5 2H2l1.5-2v-3A4.5 4.5 0 0 1 7 3.1v-.6a1 1 0 0 1 1-1zM6.3 13.5h3.4a1.7 1.7 0 0 1-3.4 0zM1 6.5a6.5 6.5 0 0 1 2-4.5l.9.9A5.2 5.2 0 0 0 2.3 6.5zm14 0h-1.3a5.2 5.2 0 0 0-1.6-3.6l.9-.9A6.5 6.5 0 0 1 15 6.5z'));
+      bell.addEventListener('click', () => this._toggleNotify());
+      controls.append(btn, bell);
 
       const viewport = el('div', 'viewport');
       viewport.setAttribute('part', 'viewport');
@@ -678,7 +716,8 @@
 
       this._root.append(bar, sr);
       Object.assign(this, {
-        _bar: bar, _labelText: labelText, _btn: btn, _status: status, _viewport: viewport,
+        _bar: bar, _labelText: labelText, _btn: btn, _bell: bell, _status: status,
+        _viewport: viewport,
         _track: track, _run: run, _dup: dup, _empty: empty, _sr: sr,
       });
 
@@ -734,6 +773,136 @@
       this._btn.title = t.pause;
       this._status.textContent = t[this._state] || '';
       this._empty.textContent = t.empty;
+      this._labelBell();
+    }
+
+    // -- Web Push opt-in (docs/push.md) ----------------------------------------------------
+
+    _labelBell() {
+      const t = this._t();
+      const on = this._bell.getAttribute('aria-pressed') === 'true';
+      const text = on ? t.notifyOn : t.notify;
+      this._bell.setAttribute('aria-label', text);
+      this._bell.title = text;
+    }
+
+    /** Where the service worker is: `sw`, else /ticker-sw.js on the page's own origin. */
+    _swUrl() {
+      return (this.getAttribute('sw') || '').trim() || '/ticker-sw.js';
+    }
+
+    _pushUrl(path) {
+      const b = this._base();
+      return b ? b.u.origin + b.path + path : null;
+    }
+
+    _pushEditions() {
+      try {
+        const raw = localStorage.getItem('ticker-push|' + this._pushUrl(''));
+        const list = raw ? JSON.parse(raw) : [];
+        return Array.isArray(list) ? list.filter((x) => typeof x === 'string') : [];
+      } catch (e) {
+        return [];
+      }
+    }
+
+    _savePushEditions(list) {
+      try {
+        localStorage.setItem('ticker-push|' + this._pushUrl(''), JSON.stringify(list));
+      } catch (e) { /* private mode: the browser's subscription still stands */ }
+    }
+
+    /** Show the bell where push can work: the browser has it, the reader has not said no,
+     *  the page did not turn it off (notify="off") and the server has push set up. */
+    async _setupNotify() {
+      const bell = this._bell;
+      bell.hidden = true;
+      const supported = 'serviceWorker' in navigator && 'PushManager' in window &&
+        'Notification' in window && window.isSecureContext;
+      if (!supported || this.getAttribute('notify') === 'off' ||
+          Notification.permission === 'denied') return;
+      const url = this._pushUrl('/push/key');
+      if (!url) return;
+      const gen = ++this._notifyGen;
+      let key = null;
+      try {
+        const res = await fetch(url, { credentials: 'omit' });
+        if (res.ok) key = (await res.json()).publicKey;
+      } catch (e) {
+        key = null;
+      }
+      if (gen !== this._notifyGen || typeof key !== 'string' || !key) return;
+      this._pushKey = key;
+      let on = false;
+      try {
+        const reg = await navigator.serviceWorker.getRegistration(this._swUrl());
+        const sub = reg && await reg.pushManager.getSubscription();
+        on = Boolean(sub) && Notification.permission === 'granted' &&
+          this._pushEditions().includes(this._channel());
+      } catch (e) {
+        on = false;
+      }
+      if (gen !== this._notifyGen) return;
+      bell.setAttribute('aria-pressed', String(on));
+      bell.hidden = false;
+      this._labelBell();
+    }
+
+    async _toggleNotify() {
+      const bell = this._bell;
+      if (bell.getAttribute('aria-busy') === 'true') return;
+      bell.setAttribute('aria-busy', 'true');
+      const edition = this._channel();
+      try {
+        if (bell.getAttribute('aria-pressed') === 'true') {
+          await this._notifyOff(edition);
+        } else {
+          await this._notifyOn(edition);
+        }
+      } catch (e) {
+        warn('notifications', e);
+        this._announce(this._t().notifyFailed);
+      } finally {
+        bell.removeAttribute('aria-busy');
+        this._labelBell();
+      }
+    }
+
+    async _notifyOn(edition) {
+      // Asked only here, on the reader's click: never on page load.
+      const permission = await Notification.requestPermission();
+      if (permission !== 'granted') {
+        if (permission === 'denied') this._bell.hidden = true;
+        return;
+      }
+      const reg = await navigator.serviceWorker.register(this._swUrl());
+      await navigator.serviceWorker.ready;
+      const sub = await reg.pushManager.getSubscription() || await reg.pushManager.subscribe({
+        userVisibleOnly: true, applicationServerKey: fromBase64Url(this._pushKey),
+      });
+      const res = await fetch(this._pushUrl('/push/subscriptions'), {
+        method: 'POST', credentials: 'omit', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ edition, subscription: sub.toJSON(), page: location.href }),
+      });
+      if (!res.ok) throw new Error('the server refused the subscription: ' + res.status);
+      const list = this._pushEditions().filter((x) => x !== edition).concat([edition]);
+      this._savePushEditions(list);
+      this._bell.setAttribute('aria-pressed', 'true');
+    }
+
+    async _notifyOff(edition) {
+      const reg = await navigator.serviceWorker.getRegistration(this._swUrl());
+      const sub = reg && await reg.pushManager.getSubscription();
+      if (sub) {
+        await fetch(this._pushUrl('/push/subscriptions'), {
+          method: 'DELETE', credentials: 'omit', headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ edition, endpoint: sub.endpoint }),
+        });
+      }
+      const list = this._pushEditions().filter((x) => x !== edition);
+      this._savePushEditions(list);
+      if (sub && list.length === 0) await sub.unsubscribe();
+      this._bell.setAttribute('aria-pressed', 'false');
     }
 
     _applyInfo() {

@@ -50,6 +50,13 @@ class Allowed:
     def address(self, ip: Address) -> bool:
         return any(ip.version == n.version and ip in n for n in self.networks)
 
+    def permits(self, host: str) -> bool:
+        """Whether `host` (a name or an address literal) was allowed by name or network."""
+        try:
+            return self.address(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            return self.host(host)
+
 
 def parse_allowed(spec: str, setting: str = "TICKER_WEBHOOK_ALLOW") -> Allowed:
     """`127.0.0.1, 10.0.0.0/8, hooks.internal` -> Allowed; ValidationError naming `setting`."""

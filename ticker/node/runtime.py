@@ -25,6 +25,7 @@ from ticker.core.items import Rejection
 from ticker.core.limits import ConnectionCap, Proxies
 from ticker.newsroom.services import Newsroom
 from ticker.node.deskfeed import DeskFeed
+from ticker.node.push import PushWorker
 from ticker.node.webhooks import WebhookWorker
 from ticker.node.worker import Worker
 from ticker.process import ticks
@@ -64,6 +65,8 @@ class Runtime:
         self.desk_feed = DeskFeed(redis, self.keys)
         # Webhooks: the fan-out and deliveries this node holds the leases of (docs/webhooks.md).
         self.webhooks = WebhookWorker(settings, redis, self.keys, self.hub)
+        # Web Push: jobs and pushes while this node holds the lease (docs/push.md).
+        self.push = PushWorker(settings, redis, self.keys, self.hub)
         self.reader = Reader(
             redis, self.hub, self.keys,
             count=settings.read_count, block_ms=settings.read_block_ms,
@@ -92,6 +95,7 @@ class Runtime:
             asyncio.create_task(self.newsroom.run_scheduler(), name="ticker-scheduler"),
             asyncio.create_task(self.desk_feed.run(), name="ticker-desk-feed"),
             asyncio.create_task(self.webhooks.run(), name="ticker-webhooks"),
+            asyncio.create_task(self.push.run(), name="ticker-push"),
         ]
         self.started = True
         await self._await_bootstrap()
@@ -110,9 +114,10 @@ class Runtime:
             await self._final_flush()
 
     def _applied(self) -> None:
-        """The reader folded a batch: wake the desks' feed and the webhook fan-out."""
+        """The reader folded a batch: wake the desks' feed, the webhook and push fan-outs."""
         self.desk_feed.touch()
         self.webhooks.touch()
+        self.push.touch()
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` as one of this runtime's tasks (inside `run()`): stopped with them."""

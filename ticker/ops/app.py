@@ -27,7 +27,7 @@ from ticker.node.runtime import Runtime, runtime_of
 from ticker.node.worker import Worker
 from ticker.process.settings import Settings
 from ticker.redis.connection import connect as redis_client
-from ticker.transport import api, feeds, openapi, reach, requestid, sse, webhooks
+from ticker.transport import api, feeds, openapi, push, reach, requestid, sse, webhooks
 from ticker.transport.assets import templates, web_dir
 from ticker.transport.http import error_response
 from ticker.transport.requestid import RequestId
@@ -200,6 +200,7 @@ def create_app(settings: Settings, redis: Redis | None = None,
         *reach.routes,  # before api's `.../items/{item}/{op}`, which would take `.../reach`
         *api.routes,
         *webhooks.routes,
+        *push.routes,
         *openapi.routes,
         *desk.routes,
         *sse.routes,

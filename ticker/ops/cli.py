@@ -1,4 +1,4 @@
-"""The `ticker` command: serve | user | token | post | kill | deadletter | webhook.
+"""The `ticker` command: serve | user | token | post | kill | deadletter | webhook | push.
 
 Every subcommand takes the settings flags (or `TICKER_*` variables). Commands that need
 Redis use `TICKER_REDIS_URL`, else the embedded Redis of a ticker running on the same data
@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from ticker.core.editions import check_link, versions_of
 from ticker.core.errors import TickerError
-from ticker.ops import usercli, webhookcli
+from ticker.ops import pushcli, usercli, webhookcli
 from ticker.ops.logs import configure
 from ticker.process.settings import SETTINGS, Settings
 from ticker.redis import publisher
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     usercli.add_parser(sub, lambda p: add_settings(p, REDIS_FLAGS))
     webhookcli.add_parser(sub, lambda p: add_settings(p, (*REDIS_FLAGS, "webhook_key")))
+    pushcli.add_parser(sub, lambda p: add_settings(p, (*REDIS_FLAGS, "push_key_file")))
     return parser
 
 
@@ -221,6 +222,12 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     async def webhook() -> int:
         return await webhookcli.run(args, settings, keys, connect)
 
+    if args.command == "push" and args.action == "keys":
+        return pushcli.keys(args, settings)
+
+    async def push() -> int:
+        return await pushcli.status(settings, keys, connect)
+
     commands = {"token": token, "post": post, "kill": kill, "deadletter": deadletter,
-                "user": user, "webhook": webhook}
+                "user": user, "webhook": webhook, "push": push}
     return run_async(commands[args.command])

@@ -143,6 +143,17 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds an event is retried before it becomes a dead letter"),
     Setting("webhook_retry_base", float, 1.0,
             "seconds before the first retry; doubled each time (with jitter), at most 30 min"),
+    Setting("push_key_file", str, "",
+            "the VAPID private key for Web Push (PEM, made by `ticker push keys`); empty: "
+            "push-vapid.pem in TICKER_DATA_DIR; no key: no push"),
+    Setting("push_contact", str, "mailto:newsroom@localhost",
+            "who push services may contact about our pushes: mailto:... or https://..."),
+    Setting("push_urgent", str, "",
+            "editions that also push urgent items, comma separated (flash always pushes)"),
+    Setting("push_allow", str, "",
+            "internal push endpoints allowed (hosts or networks, comma separated); empty: "
+            "public https endpoints only"),
+    Setting("push_rate", int, 20, "push subscriptions one address may make per hour"),
     Setting("trusted_proxies", str, "127.0.0.1,::1",
             "proxy addresses/networks whose X-Forwarded-For/-Proto are believed, comma "
             "separated (empty: none)"),
@@ -195,6 +206,11 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_retry_for: int = 24 * 3600
     webhook_retry_base: float = 1.0
+    push_key_file: str = ""
+    push_contact: str = "mailto:newsroom@localhost"
+    push_urgent: str = ""
+    push_allow: str = ""
+    push_rate: int = 20
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     session_ttl: int = 12 * 3600
     login_limit_account: int = 5
@@ -289,10 +305,21 @@ class Settings:
         if self.webhook_key and len(self.webhook_key) < 32:
             raise ConfigError("TICKER_WEBHOOK_KEY must be at least 32 characters (or empty)",
                               field="TICKER_WEBHOOK_KEY")
-        try:
-            parse_allowed(self.webhook_allow)
-        except ValidationError as exc:
-            raise ConfigError(exc.message, field="TICKER_WEBHOOK_ALLOW") from None
+        for name in ("webhook_allow", "push_allow"):
+            setting = f"TICKER_{name.upper()}"
+            try:
+                parse_allowed(getattr(self, name), setting)
+            except ValidationError as exc:
+                raise ConfigError(exc.message, field=setting) from None
+        if not re.match(r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$", self.push_contact):
+            raise ConfigError("TICKER_PUSH_CONTACT must be mailto:someone@example.com or an "
+                              "https:// URL", field="TICKER_PUSH_CONTACT")
+        unknown = set(self.push_urgent_editions) - {c.name for c in self.channels}
+        if unknown:
+            raise ConfigError(f"TICKER_PUSH_URGENT: {', '.join(sorted(unknown))} is not a "
+                              "configured channel", field="TICKER_PUSH_URGENT")
+        if not 1 <= self.push_rate <= 10_000:
+            raise ConfigError("TICKER_PUSH_RATE must be 1-10000", field="TICKER_PUSH_RATE")
         for proxy in self.trusted_proxies:
             if proxy == "*":
                 continue  # uvicorn's "trust any peer": only behind a proxy that strips them
@@ -321,6 +348,16 @@ class Settings:
             if ch.name == name:
                 return ch
         return None
+
+    @property
+    def push_urgent_editions(self) -> frozenset[str]:
+        return frozenset(e.strip() for e in self.push_urgent.split(",") if e.strip())
+
+    @property
+    def vapid_file(self) -> Path:
+        """Where the Web Push (VAPID) private key is."""
+        return Path(self.push_key_file) if self.push_key_file else (
+            self.data_dir / "push-vapid.pem")
 
     @property
     def channel_names(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ Everything here is shared by every node and survives restarts:
   delivered (`webhook:{id}:state`, `acked`): an event is removed only once it was
   delivered or given up, so a crash anywhere loses nothing;
 - what was given up (`webhook:{id}:dead`), until an admin retries it;
-- leases (`lease:{name}`): which node does a job only one node may do at a time.
+- leases (`ticker.redis.leases`): which node does a job only one node may do at a time.
 
 Every key is built from the prefix, so in a Redis Cluster they share one slot and the
 multi-key transactions below keep working.
@@ -32,25 +32,10 @@ from redis.exceptions import WatchError
 from ticker.core.errors import ValidationError
 from ticker.core.webhooks import MAX_SUBSCRIPTIONS, SUBSCRIPTION_ID, Subscription, new_secret
 from ticker.redis.keys import Keys
+from ticker.redis.leases import Leases
 
 OUTBOX_MAXLEN: Final = 100_000  # events per subscription waiting; beyond, the oldest go
 DEAD_MAXLEN: Final = 10_000
-
-# Take or renew a lease: ARGV[1] owner, ARGV[2] milliseconds. 1 if we hold it now.
-LEASE: Final = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-# Give a lease up, only if we hold it.
-RELEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -103,8 +88,7 @@ class Webhooks:
         self.keys = keys
         self._configured = key_material
         self._fernet: Fernet | None = None
-        self._lease = redis.register_script(LEASE)
-        self._release = redis.register_script(RELEASE)
+        self.leases = Leases(redis, keys)
 
     # -- secrets -------------------------------------------------------------------------
 
@@ -300,11 +284,10 @@ class Webhooks:
         entry, _ = await pipe.execute()
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
-    # -- leases --------------------------------------------------------------------------
+    # -- leases ---------------------------------------------------------------------------
 
     async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:
-        """Take or renew the lease `name` for `ttl_ms`; True while `owner` holds it."""
-        return bool(await self._lease(keys=[self.keys.lease(name)], args=[owner, ttl_ms]))
+        return await self.leases.lease(name, owner, ttl_ms)
 
     async def release(self, name: str, owner: str) -> None:
-        await self._release(keys=[self.keys.lease(name)], args=[owner])
+        await self.leases.release(name, owner)
