@@ -118,6 +118,26 @@ def latency_histogram(counters: Counters) -> HistogramMetricFamily:
         buckets=buckets, sum_value=counters.latency_sum)
 
 
+def push_families(runtime: Runtime) -> list[Metric]:
+    """Web Push: what this node pushed (the node holding the lease does), and the
+    subscriptions per edition (the same on every node)."""
+    push = runtime.push
+    counted = CounterMetricFamily("ticker_push_total",
+                                  "Pushes by outcome: sent, withdrawn (a kill), expired "
+                                  "(404/410: removed), failed, invalid.", labels=["outcome"])
+    for outcome in ("sent", "withdrawn", "expired", "failed", "invalid"):
+        counted.add_metric([outcome], push.counts[outcome])
+    subs = GaugeMetricFamily("ticker_push_subscriptions", "Readers' push subscriptions.",
+                             labels=["edition"])
+    for edition, n in sorted(push.subscriptions.items()):
+        subs.add_metric([edition], n)
+    return [
+        counted, subs,
+        GaugeMetricFamily("ticker_push_leader", "1 if this process does the pushes.",
+                          int(push.leader)),
+    ]
+
+
 def ticker_families(runtime: Runtime, now: float) -> list[Metric]:
     """The ticker_* families of this process, read from the hub, the reader and the runtime
     (without the `worker` label)."""
@@ -217,6 +237,7 @@ def ticker_families(runtime: Runtime, now: float) -> list[Metric]:
         GaugeMetricFamily("ticker_dead_letters_pending", "Dead letters waiting for Redis.",
                           len(runtime.pending_dead)),
         *webhook_families,
+        *push_families(runtime),
         GaugeMetricFamily("ticker_webhook_fanout_leader",
                           "1 if this process queues the webhook events (one node does).",
                           int(hooks.fanout_leader)),

@@ -62,6 +62,7 @@ RETRY_BASE: Final = 1.0  # seconds; doubled per attempt
 RETRY_CAP: Final = 30.0
 TIMEOUT: Final = 10.0
 FANOUT_BATCH: Final = 500
+SUBSCRIPTIONS_EVERY: Final = 10.0
 
 
 def load_vapid(settings: Settings) -> Vapid02 | None:
@@ -116,6 +117,9 @@ class PushWorker:
     _renewed: float = 0.0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _signatures: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # Subscriptions per edition, read every SUBSCRIPTIONS_EVERY seconds (for /metrics).
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    _counted: float = 0.0
 
     def __post_init__(self) -> None:
         self.store = PushStore(self.redis, self.keys)
@@ -141,6 +145,10 @@ class PushWorker:
         try:
             while True:
                 try:
+                    if time.monotonic() - self._counted > SUBSCRIPTIONS_EVERY:
+                        self._counted = time.monotonic()
+                        self.subscriptions = {name: await self.store.count(name)
+                                              for name in self.hub.channels}
                     if not await self._hold():
                         positions = None
                         await asyncio.sleep(1.0)

@@ -32,6 +32,7 @@ Key layout (the prefix is `TICKER_KEY_PREFIX`, default `ticker`):
 | `{prefix}:webhook:{id}:state` | hash | delivered up to, attempts, next try, last error, totals |
 | `{prefix}:webhook:{id}:dead` | stream | events given up on (the desk shows them; retry) |
 | `{prefix}:lease:{name}` | string | which node does a one-at-a-time job (webhook fan-out...) |
+| `{prefix}:push:...`, `{prefix}:push-fanout` | | Web Push (`ticker.redis.push` has the table) |
 
 Redis Cluster (`TICKER_REDIS_CLUSTER=1`): `prefix` becomes the hash tag `{ticker}`, so every
 key above that is built from `prefix` lives in one slot (multi-key transactions keep working),
