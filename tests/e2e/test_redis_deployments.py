@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -23,7 +25,14 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from tests.conftest import TIMEOUT, free_port, make_settings, running_server
-from tests.e2e.fleet import check_exact, publish_burst, start_readers, stop_readers, wait_for
+from tests.e2e.fleet import (
+    check_exact,
+    publish_burst,
+    start_readers,
+    stop_readers,
+    stream_ids,
+    wait_for,
+)
 from tests.e2e.receiver import receiver
 from ticker.process.settings import Settings
 from ticker.redis.connection import connect as redis_client
@@ -369,3 +378,101 @@ async def test_redis_cluster_channels_hash_tagged_one_slot_each(
                     assert hit.verified and hit.body["item"]["id"] == item
         finally:
             await client.aclose()
+
+
+async def test_a_killed_primary_during_a_burst_loses_no_publish_a_replica_acknowledged(
+    tmp_path: Path, prefix: str
+) -> None:
+    """TICKER_REDIS_WAIT_REPLICAS=1: each publish waits (at most 500 ms) for the replica.
+    The primary is killed with -9 mid-burst and Sentinel promotes the replica: every publish
+    answered 201 with `replicas: 1` is on the new primary and reached every reader, once,
+    in order."""
+    binary = find_redis_server()
+    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+    common = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+    with procs() as started:
+        master = launch(binary, "--port", str(master_port), "--dir", str(tmp_path), *common,
+                        port=master_port)
+        started.append(master)
+        (tmp_path / "replica").mkdir()
+        started.append(launch(binary, "--port", str(replica_port), "--replicaof", "127.0.0.1",
+                              str(master_port), "--dir", str(tmp_path / "replica"), *common,
+                              port=replica_port))
+        replica = sync_redis.Redis(port=replica_port)
+        deadline = time.monotonic() + TIMEOUT
+        while replica.info("replication")["master_link_status"] != "up":
+            assert time.monotonic() < deadline, "replica never synced"
+            await asyncio.sleep(0.05)
+        conf = tmp_path / "sentinel.conf"
+        conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                        f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+                        "sentinel down-after-milliseconds mymaster 1000\n"
+                        "sentinel failover-timeout mymaster 10000\n")
+        started.append(launch(binary, str(conf), "--sentinel", port=sentinel_port))
+        sentinel = sync_redis.Redis(port=sentinel_port, decode_responses=True)
+        while not sentinel.execute_command("SENTINEL", "REPLICAS", "mymaster"):
+            assert time.monotonic() < deadline + TIMEOUT, "sentinel never saw the replica"
+            await asyncio.sleep(0.05)
+        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/mymaster/0"
+        settings = make_settings(url, prefix, channels="en", redis_wait_replicas=1)
+        client = redis_client(url)
+        keys = Keys.for_settings(settings)
+        durable: list[str] = []
+        outcomes: list[str] = []
+        try:
+            token = await Tokens(client, keys).create("failover-kill")
+            async with running_server(settings) as server, \
+                    httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
+                readers = await start_readers(3, lambda c: server.ws("en", c))
+                killed_at: float | None = None
+                after_failover = 0
+                n = 0
+                try:
+                    while after_failover < 10:
+                        assert time.monotonic() < deadline + TIMEOUT * 6, outcomes[-20:]
+                        n += 1
+                        try:
+                            r = await http.post(
+                                "/api/channels/en/items", json={"text": f"burst {n}"},
+                                headers={"Authorization": f"Bearer {token}"})
+                        except httpx.HTTPError as exc:  # never: the node answers 503
+                            raise AssertionError(f"publish {n} hung or failed: {exc}") from exc
+                        assert r.status_code in (201, 503), r.text
+                        if r.status_code == 201:
+                            body = r.json()
+                            outcomes.append(f"201/{body['replicas']}")
+                            if body["replicas"] >= 1:
+                                durable.append(body["id"])
+                            if killed_at is not None:
+                                after_failover += 1
+                        else:
+                            outcomes.append("503")
+                            await asyncio.sleep(0.1)
+                        if n == 30:  # mid-burst: the primary dies, no goodbye
+                            os.kill(master.process.pid, signal.SIGKILL)
+                            master.process.wait()
+                            killed_at = time.monotonic()
+                    last = (await client.xrevrange(keys.stream("en"), count=1))
+                    assert last, "nothing on the new primary"
+                    new_master = redis_client(f"redis://127.0.0.1:{replica_port}/0")
+                    try:
+                        on_new = set(await stream_ids(new_master, keys.stream("en"), None))
+                        missing = [i for i in durable if i not in on_new]
+                        assert not missing, f"acknowledged by a replica, then lost: {missing}"
+                        final = max(on_new, key=lambda i: tuple(map(int, i.split("-"))))
+                        await wait_for(lambda: all(r.cursor == final for r in readers),
+                                       "readers on the new primary", TIMEOUT * 2)
+                        for reader in readers:
+                            assert len(reader.cursors) == len(set(reader.cursors))
+                            got = [c for c in reader.cursors if c in set(durable)]
+                            assert got == durable  # every acknowledged one, once, in order
+                    finally:
+                        await new_master.aclose()
+                finally:
+                    await stop_readers(readers)
+            print(f"\nfailover during a burst: {len(durable)} acknowledged by the replica, "
+                  f"outcomes {' '.join(outcomes)}")
+        finally:
+            await client.aclose()
+            replica.close()
+            sentinel.close()

@@ -227,6 +227,12 @@ OP_REQUESTS: Final[dict[str, type[Struct]]] = {
 
 # -- responses ---------------------------------------------------------------------------------
 
+Replicas = Annotated[int | UnsetType, Meta(
+    description="With TICKER_REDIS_WAIT_REPLICAS: how many replicas had the entry when "
+                "answering. Fewer than configured: it is on the primary only, and a failover "
+                "before it reaches a replica can lose it (docs/reliability.md).")]
+
+
 class Published(Struct, omit_defaults=True, kw_only=True):
     """The published item's id (keep it to act on the item) and the cursor it is at."""
 
@@ -234,6 +240,7 @@ class Published(Struct, omit_defaults=True, kw_only=True):
     cursor: str
     channel: str
     duplicate: bool = False  # true: an idem key seen before; `id` is the first item's
+    replicas: Replicas = UNSET
 
 
 class Applied(Struct, omit_defaults=True, kw_only=True):
@@ -245,6 +252,7 @@ class Applied(Struct, omit_defaults=True, kw_only=True):
     op: str
     channel: str
     versions: list[Applied] | UnsetType = UNSET
+    replicas: Replicas = UNSET
 
 
 class Item(Struct, kw_only=True):

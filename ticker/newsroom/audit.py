@@ -106,10 +106,13 @@ def parse_cursor(value: str) -> tuple[tuple[int, int], int] | None:
 class Journal:
     """Writes a channel's stream entry and its audit entry together (see the module doc)."""
 
-    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int, wait_replicas: int = 0,
+                 wait_timeout: int = 500) -> None:
         self.redis = redis
         self.keys = keys
         self.stream_maxlen = stream_maxlen
+        self.wait_replicas = wait_replicas  # TICKER_REDIS_WAIT_REPLICAS (ticker.redis.store)
+        self.wait_timeout = wait_timeout
         self._append = redis.register_script(APPEND)
 
     async def append(self, channel: str, fields: dict[str, str], audit: dict[str, str | None],
@@ -119,10 +122,17 @@ class Journal:
         flat_fields = [x for kv in fields.items() for x in kv]
         flat_audit = [x for k, v in {**audit, "channel": channel}.items() if v
                       for x in (k, clip(v))]
-        result = await self._append(
-            keys=[self.keys.stream(channel), self.keys.channel_audit(channel)],
-            args=[self.stream_maxlen, AUDIT_MAXLEN, "1" if item_is_entry else "0",
-                  len(flat_fields) // 2, *flat_fields, *flat_audit])
+        keys = [self.keys.stream(channel), self.keys.channel_audit(channel)]
+        args = [self.stream_maxlen, AUDIT_MAXLEN, "1" if item_is_entry else "0",
+                len(flat_fields) // 2, *flat_fields, *flat_audit]
+        if self.wait_replicas:
+            # WAIT counts its own connection's writes: the script and it in one pipeline.
+            pipe = self.redis.pipeline(transaction=False)
+            await self._append(keys=keys, args=args, client=pipe)
+            pipe.wait(self.wait_replicas, self.wait_timeout)
+            result, _ = await pipe.execute()
+        else:
+            result = await self._append(keys=keys, args=args)
         return result.decode() if isinstance(result, bytes) else str(result)
 
 

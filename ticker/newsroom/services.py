@@ -27,7 +27,8 @@ class Newsroom:
         self.hub = hub
         self.audit = Audit(redis, keys, settings.channel_names)
         self.auth = Auth(settings, redis, keys, self.audit)
-        self.journal = Journal(redis, keys, settings.stream_maxlen)
+        self.journal = Journal(redis, keys, settings.stream_maxlen,
+                               settings.redis_wait_replicas, settings.redis_wait_timeout)
         self.jobs = Jobs(redis, keys, self.journal, self.published)
         self.dismissals = Dismissals(redis, keys)
         self.subscriptions = Subscriptions(Webhooks(redis, keys, settings.webhook_key),

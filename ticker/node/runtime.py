@@ -52,7 +52,8 @@ class Runtime:
         self.redis = redis
         self.keys = Keys.for_settings(settings)
         self.worker = worker or Worker()
-        self.store = Store(redis, self.keys, settings.stream_maxlen)
+        self.store = Store(redis, self.keys, settings.stream_maxlen,
+                           settings.redis_wait_replicas, settings.redis_wait_timeout)
         self.tokens = Tokens(redis, self.keys)
         self.deadletters = DeadLetters(redis, self.keys)
         self.hub = Hub(

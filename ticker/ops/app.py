@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ticker.core.errors import TickerError, Unavailable
+from ticker.core.errors import HTTPError, TickerError, Unavailable
 from ticker.desk import pages as desk
 from ticker.node import metrics
 from ticker.node.metrics import SharedMetrics
@@ -134,17 +134,36 @@ async def ticker_error(request: Request, exc: Exception) -> Response:
 
 
 async def redis_error(request: Request, exc: Exception) -> Response:
-    """Redis failed under a request, wherever it was: one answer, 503 with Retry-After.
+    """Redis failed under a request, wherever it was: one answer naming the cause, with
+    Retry-After, and nothing written (docs/reliability.md).
 
     Handlers do not catch RedisError to say this themselves; only those that do something
     else (a stream that tells its reader `stale`, a loop that retries) catch it.
     """
     log.warning("Redis error on %s %s: %s", request.method, request.url.path, exc)
-    unavailable = Unavailable("Redis is unreachable: the request was not completed; retry it "
-                              "(a publish with the same idem key is published once)")
-    response = await ticker_error(request, unavailable)
-    response.headers["Retry-After"] = "1"
+    problem = redis_problem(exc)
+    response = await ticker_error(request, problem)
+    response.headers["Retry-After"] = "5" if problem.status == 507 else "1"
     return response
+
+
+def redis_problem(exc: Exception) -> TickerError:
+    """What to tell a client about a Redis error: full memory and a full disk are not
+    "unreachable", and whoever runs Redis must act on them."""
+    text = str(exc)
+    retry = "nothing was written; retry it (a publish with the same idem key is published once)"
+    if isinstance(exc, OutOfMemoryError) or text.startswith("OOM") \
+            or "used memory > 'maxmemory'" in text:
+        return HTTPError(507, "redis_out_of_memory", "Redis is out of memory (maxmemory with "
+                         f"noeviction): {retry}; the operator must free memory or raise "
+                         "maxmemory")
+    if text.startswith("MISCONF") or "MISCONF" in text[:40]:
+        cause = text.split("MISCONF", 1)[1].strip()[:120]
+        return HTTPError(507, "redis_disk", "Redis cannot write to its disk and refuses writes "
+                         f"until it can ({cause}): {retry}; the operator must free disk space")
+    if isinstance(exc, ReadOnlyError) or text.startswith("READONLY"):
+        return Unavailable(f"Redis is a read-only replica now (a failover?): {retry}")
+    return Unavailable(f"Redis is unreachable: the request was not completed; {retry[21:]}")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

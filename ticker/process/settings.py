@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds an event is retried before it becomes a dead letter"),
     Setting("webhook_retry_base", float, 1.0,
             "seconds before the first retry; doubled each time (with jitter), at most 30 min"),
+    Setting("redis_wait_replicas", int, 0,
+            "after each write, wait until this many replicas have it (Redis WAIT); 0: do "
+            "not wait. Set it to 1 with a replica, so a failover keeps what was answered 201"),
+    Setting("redis_wait_timeout", int, 500,
+            "milliseconds a write waits for its replicas; then it answers anyway, saying how "
+            "many had it"),
     Setting("push_key_file", str, "",
             "the VAPID private key for Web Push (PEM, made by `ticker push keys`); empty: "
             "push-vapid.pem in TICKER_DATA_DIR; no key: no push"),
@@ -206,6 +212,8 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_retry_for: int = 24 * 3600
     webhook_retry_base: float = 1.0
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: int = 500
     push_key_file: str = ""
     push_contact: str = "mailto:newsroom@localhost"
     push_urgent: str = ""
@@ -318,6 +326,14 @@ class Settings:
         if unknown:
             raise ConfigError(f"TICKER_PUSH_URGENT: {', '.join(sorted(unknown))} is not a "
                               "configured channel", field="TICKER_PUSH_URGENT")
+        if not 0 <= self.redis_wait_replicas <= 16 or not 1 <= self.redis_wait_timeout <= 5000:
+            raise ConfigError("TICKER_REDIS_WAIT_REPLICAS must be 0-16 and "
+                              "TICKER_REDIS_WAIT_TIMEOUT 1-5000 ms",
+                              field="TICKER_REDIS_WAIT_REPLICAS")
+        if self.redis_wait_replicas and self.redis_cluster:
+            raise ConfigError("TICKER_REDIS_WAIT_REPLICAS is not supported with "
+                              "TICKER_REDIS_CLUSTER (each shard's replicas would need their "
+                              "own WAIT)", field="TICKER_REDIS_WAIT_REPLICAS")
         if not 1 <= self.push_rate <= 10_000:
             raise ConfigError("TICKER_PUSH_RATE must be 1-10000", field="TICKER_PUSH_RATE")
         for proxy in self.trusted_proxies:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,9 +48,13 @@ from ticker.transport.http import (
 )
 
 IDEM_TTL = 24 * 3600
-async def append(request: Request, channel: ChannelHub, fields: dict[str, str]) -> str:
+async def append(request: Request, channel: ChannelHub, fields: dict[str, str]
+                 ) -> tuple[str, int | UnsetType]:
+    """Validate and XADD; (the entry's id, how many replicas had it, when configured)."""
     entry = parse_entry(fields)
-    return await runtime_of(request).store.append(channel.info.name, entry_fields(entry))
+    entry_id, replicas = await runtime_of(request).store.append_counted(
+        channel.info.name, entry_fields(entry))
+    return entry_id, UNSET if replicas is None else replicas
 
 
 async def publish(request: Request) -> Response:
@@ -64,12 +69,14 @@ async def publish(request: Request) -> Response:
     idem = fields.get("idem", "").strip()
     if idem:
         return await publish_once(request, channel, fields, idem)
-    entry_id = await append(request, channel, fields)
-    return created(request, channel, entry_id)
+    entry_id, replicas = await append(request, channel, fields)
+    return created(request, channel, entry_id, replicas)
 
 
-def created(request: Request, channel: ChannelHub, entry_id: str) -> Response:
-    return json_response(Published(id=entry_id, cursor=entry_id, channel=channel.info.name),
+def created(request: Request, channel: ChannelHub, entry_id: str,
+            replicas: int | UnsetType = UNSET) -> Response:
+    return json_response(Published(id=entry_id, cursor=entry_id, channel=channel.info.name,
+                                   replicas=replicas),
                          201, {"Location": request.url.path + "/" + entry_id})
 
 
@@ -101,14 +108,14 @@ async def publish_once(request: Request, channel: ChannelHub, fields: dict[str, 
                             "retry in a moment", field="idem")
         return duplicate(channel, existing)
     try:
-        entry_id = await append(request, channel, fields)
+        entry_id, replicas = await append(request, channel, fields)
     except Exception:  # not written (Redis failed, or the entry was refused): free the key
         with contextlib.suppress(RedisError):
             await redis.delete(key)
         raise
     with contextlib.suppress(RedisError):
         await redis.set(key, entry_id.encode(), ex=IDEM_TTL)
-    return created(request, channel, entry_id)
+    return created(request, channel, entry_id, replicas)
 
 
 async def act(request: Request) -> Response:
@@ -134,8 +141,10 @@ async def act(request: Request) -> Response:
         targets = versions_of(channel.peers, channel.info.name, item)
     done: list[Applied] = []
     for name, target in targets:  # this edition first: its kill is the one asked for
-        entry_id = await append(request, channel.peers[name], {**fields, "item": target.id})
-        done.append(Applied(id=target.id, cursor=entry_id, op=op, channel=name))
+        entry_id, replicas = await append(request, channel.peers[name],
+                                          {**fields, "item": target.id})
+        done.append(Applied(id=target.id, cursor=entry_id, op=op, channel=name,
+                            replicas=replicas))
     first = done[0]
     if len(targets) > 1:
         first.versions = done[1:]
