@@ -159,7 +159,7 @@ def test_what_integrators_rely_on_is_kept() -> None:
     publish = ops[("POST", "/api/channels/{channel}/items")]
     assert set(publish["responses"]["201"]["links"]) == set(OP_REQUESTS)
     assert set(publish["responses"]) == {"200", "201", "400", "401", "404", "409", "413",
-                                         "415", "422", "429", "503"}
+                                         "415", "422", "429", "503", "507"}
     # Every field of every request says what it is for.
     shapes: list[type[msgspec.Struct]] = [PublishRequest, *OP_REQUESTS.values()]
     for shape in shapes:

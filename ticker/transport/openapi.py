@@ -39,7 +39,8 @@ from ticker.transport.reach import MAX_IDS
 
 REF: Final = "#/components/schemas/{name}"
 # Every write can fail in these ways (see the Error body's `error` and `field`).
-WRITE_ERRORS: Final = (400, 401, 404, 409, 413, 415, 422, 503)
+# 507: Redis out of memory or its disk full (docs/reliability.md).
+WRITE_ERRORS: Final = (400, 401, 404, 409, 413, 415, 422, 503, 507)
 
 
 @dataclass(frozen=True, slots=True)
