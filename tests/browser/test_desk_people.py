@@ -7,6 +7,7 @@ their field; names and channel titles are text; at phone width nothing overflows
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +39,25 @@ class Scene:
     dialogs: list[str]
 
 
+@contextlib.asynccontextmanager
+async def browsing(browser: Browser, server: Server) -> AsyncIterator[Scene]:
+    """A browser context on `server` that records CSP violations and may use the clipboard,
+    with one page whose dialogs are recorded and whose script errors fail the test."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    await context.add_init_script(WATCH)
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.http)
+    page = await context.new_page()
+    errors: list[str] = []
+    dialogs: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    try:
+        yield Scene(server, context, page, dialogs)
+    finally:
+        await context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
 @pytest.fixture(scope="module")
 async def scene(browser: Browser, redis_server: RedisServer) -> AsyncIterator[Scene]:
     prefix = "bq" + uuid.uuid4().hex[:8]
@@ -45,22 +65,11 @@ async def scene(browser: Browser, redis_server: RedisServer) -> AsyncIterator[Sc
     await add_user(redis, prefix, "ada", "admin")
     await add_user(redis, prefix, "eve", "editor")
     settings = make_settings(redis_server.url, prefix, channels=f"en,ar,xx:en:ltr:{TITLE}")
-    async with running_server(settings) as server:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        await context.add_init_script(WATCH)
-        await context.grant_permissions(["clipboard-read", "clipboard-write"],
-                                        origin=server.http)
-        page = await context.new_page()
-        errors: list[str] = []
-        dialogs: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("dialog", lambda d: dialogs.append(d.message))
-        try:
-            yield Scene(server, context, page, dialogs)
-        finally:
-            await context.close()
-    await redis.aclose()
-    assert not errors, f"JavaScript errors: {errors}"
+    try:
+        async with running_server(settings) as server, browsing(browser, server) as scene:
+            yield scene
+    finally:
+        await redis.aclose()
 
 
 async def open_as(scene: Scene, name: str, path: str) -> Page:

@@ -102,6 +102,22 @@ async def revoke_setup(w: World) -> tuple[str, dict[str, Any] | None]:
     return f"/desk/api/tokens/{name}/revoke", None
 
 
+def webhook_setup(action: str, dead: bool = False) -> Setup:
+    """A subscription to a documentation address (refused when sending: nothing is ever sent)
+    and, for a retry, one dead letter of it."""
+    async def setup(w: World) -> tuple[str, dict[str, Any] | None]:
+        subs = w.server.runtime.newsroom.subscriptions
+        sub, _ = await subs.add("https://192.0.2.10/hook", ["ar"], [], ["kill"], by="setup")
+        if dead:
+            entry = await w.redis.xadd(Keys(w.prefix).webhook(sub.id, "dead"), {
+                "mid": f"msg_{sub.id[3:]}_ar_1-0", "ch": "ar", "body": "{}", "at": "1",
+                "error": "HTTP 410", "status": "410", "attempts": "1", "gave_up": "2"})
+            dead_id = entry.decode() if isinstance(entry, bytes) else entry
+            return f"/desk/api/webhooks/{sub.id}/dead/{dead_id}/{action}", None
+        return f"/desk/api/webhooks/{sub.id}/{action}", None
+    return setup
+
+
 # route name -> (least role, setup, success statuses)
 WRITES: dict[str, tuple[str, Setup, set[int]]] = {
     "publish": ("contributor", publish_setup, {201, 202}),
@@ -131,6 +147,11 @@ WRITES: dict[str, tuple[str, Setup, set[int]]] = {
     "token-create": ("admin", fixed("/desk/api/tokens",
                                     lambda: {"name": "t" + uuid.uuid4().hex[:8]}), {201}),
     "token-revoke": ("admin", revoke_setup, {200}),
+    "webhook-add": ("admin", fixed("/desk/api/webhooks", lambda: {
+        "url": "https://192.0.2.10/" + uuid.uuid4().hex[:8], "channels": ["ar"]}), {201}),
+    "webhook-test": ("admin", webhook_setup("test"), {202}),
+    "webhook-remove": ("admin", webhook_setup("remove"), {200}),
+    "webhook-retry": ("admin", webhook_setup("retry", dead=True), {202}),
 }
 
 
@@ -138,7 +159,8 @@ async def footprint(w: World) -> tuple[int, ...]:
     keys = Keys(w.prefix)
     return (await w.redis.xlen(keys.stream("en")), await w.redis.hlen(keys.jobs),
             await w.redis.scard(keys.users), await w.redis.hlen(keys.tokens),
-            await w.redis.xlen(keys.channel_audit("en")))
+            await w.redis.xlen(keys.channel_audit("en")), await w.redis.hlen(keys.webhooks),
+            await w.redis.xlen(keys.audit))
 
 
 async def test_each_role_against_each_state_changing_route(world: World) -> None:
@@ -207,6 +229,7 @@ READS = {
     "/desk/api/audit": "editor",
     "/desk/api/users": "admin",
     "/desk/api/tokens": "admin",
+    "/desk/api/webhooks": "admin",
 }
 
 
@@ -231,7 +254,7 @@ async def test_reading_routes_need_a_session_and_the_role(world: World) -> None:
         assert (await world.desks["contributor"].http.get("/desk/audit")).status_code == 403
         assert (await world.desks["editor"].http.get("/desk/audit")).status_code == 200
         for page, least in (("/desk/people", "admin"), ("/desk/tokens", "admin"),
-                            ("/desk/settings", "contributor")):
+                            ("/desk/webhooks", "admin"), ("/desk/settings", "contributor")):
             r = await anonymous.get(page)
             assert r.status_code == 303 and r.headers["location"] == f"/login?next={page}"
             for role in ROLES:

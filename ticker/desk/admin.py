@@ -12,21 +12,22 @@ All take the session cookie, and X-CSRF-Token on a write.
 | `POST /desk/api/users/{name}/editions` | `{editions: [channel, ...]}`: `[]` is all |
 | `POST /desk/api/users/{name}/end-sessions` | ends the user's sessions; the password stays |
 | `GET /desk/api/tokens` | |
-| `POST /desk/api/tokens` | `{name}`: the token is in the answer, once |
+| `POST /desk/api/tokens` | `{name, admin?}`: the token is in the answer, once |
 | `POST /desk/api/tokens/{name}/revoke` | |
 | `GET /desk/api/me` (any signed-in user) | |
 | `POST /desk/api/me` (any signed-in user) | `{lang?, editions?}`: their own preferences |
 
-Bodies are decoded strictly (msgspec Structs through `core.contract.decode`: an unknown
-field, a missing one or a wrong type is a 422 naming it). Every change is in the audit
-trail. An admin cannot disable or demote themself (there would be no one left to undo it);
-passwords never appear in the audit.
+An admin token (`admin: true`) may also manage webhooks over the HTTP API. Bodies are
+decoded strictly (msgspec Structs through `core.contract.decode`: an unknown field, a missing
+one or a wrong type is a 422 naming it). Every change is in the audit trail. An admin cannot
+disable or demote themself (there would be no one left to undo it); passwords never appear in
+the audit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from msgspec import Struct
 from starlette.requests import Request
@@ -75,6 +76,7 @@ class Prefs(Struct, forbid_unknown_fields=True, kw_only=True):
 
 class NewToken(Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
+    admin: bool = False
 
 
 async def as_admin(request: Request, *, write: bool) -> Principal:
@@ -208,18 +210,26 @@ async def set_my_prefs(request: Request) -> Response:
                           "channels": list(runtime.settings.channel_names)})
 
 
+def token_entry(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored token record as the desk lists it: `{name, created, admin}`."""
+    return {"name": str(record["name"]), "created": int(record.get("created", 0)),
+            "admin": record.get("admin") is True}
+
+
 async def list_tokens(request: Request) -> Response:
     await as_admin(request, write=False)
-    return json_response({"tokens": await runtime_of(request).tokens.entries()})
+    entries = await runtime_of(request).tokens.entries()
+    return json_response({"tokens": [token_entry(record) for record in entries]})
 
 
 async def create_token(request: Request) -> Response:
     runtime = runtime_of(request)
     who = await as_admin(request, write=True)
-    name = (await body_of(request, NewToken)).name
-    token = await runtime.tokens.create(name)
-    await runtime.newsroom.audit.add(who.name, "token-create", detail=name)
-    return json_response({"name": name, "token": token}, 201)
+    body = await body_of(request, NewToken)
+    token = await runtime.tokens.create(body.name, admin=body.admin)
+    detail = f"{body.name} (admin token: may manage webhooks)" if body.admin else body.name
+    await runtime.newsroom.audit.add(who.name, "token-create", detail=detail)
+    return json_response({"name": body.name, "token": token, "admin": body.admin}, 201)
 
 
 async def revoke_token(request: Request) -> Response:

@@ -1,20 +1,20 @@
 """The desk's pages: sign-in and sign-out, the desk itself, the audit trail, and people,
-API tokens and one's own settings.
+API tokens, webhooks and one's own settings.
 
 Pages are Jinja2 templates in `web/` (`login.html`, `message.html`, `desk.html`,
-`audit.html`, `people.html`, `tokens.html`, `settings.html`) rendered by Starlette's
-`Jinja2Templates` with autoescape on for every template and undefined names an error: item
-text, user names, reasons and every other value are text, never HTML, and the markup
-(channel and expiry choices, audit rows, user cards) is in the templates. All behaviour is
-in `web/desk.js` and, for people, tokens and settings, `web/people.js` (no inline script:
-CSP `script-src 'self'`). Every page takes every visible string from `ticker.desk.texts`
-in the signed-in user's language (the sign-in page: the browser's Accept-Language), lays
-itself out right to left for Arabic, and hands its table to its scripts (`web/i18n.js`).
-Forms carry a CSRF token: the session's, or before sign-in the nonce of the signed
-`ticker_login` cookie; their urlencoded bodies are read by `read_form`
+`audit.html`, `people.html`, `tokens.html`, `webhooks.html`, `settings.html`) rendered by
+Starlette's `Jinja2Templates` with autoescape on for every template and undefined names an
+error: item text, user names, reasons, URLs and every other value are text, never HTML, and
+the markup (channel and expiry choices, audit rows, user and webhook cards) is in the
+templates. All behaviour is in `web/desk.js` and, for people, tokens, webhooks and settings,
+`web/people.js` (no inline script: CSP `script-src 'self'`). Every page takes every visible
+string from `ticker.desk.texts` in the signed-in user's language (the sign-in page: the
+browser's Accept-Language), lays itself out right to left for Arabic, and hands its table to
+its scripts (`web/i18n.js`). Forms carry a CSRF token: the session's, or before sign-in the
+nonce of the signed `ticker_login` cookie; their urlencoded bodies are read by `read_form`
 (Starlette's `request.form()`, bounded and strict). A request that prefers JSON (`Accept:
 application/json`) gets the API's JSON errors instead of a page. `routes` is this module's
-and `ticker.desk.api`'s and `ticker.desk.admin`'s routes.
+and those of `ticker.desk.api`, `ticker.desk.admin` and `ticker.desk.webhooks`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from ticker.core.errors import HTTPError, ValidationError
-from ticker.core.items import DEFAULT_TTL, MAX_TEXT
-from ticker.desk import admin, texts
+from ticker.core.items import DEFAULT_TTL, MAX_TEXT, URGENCIES
+from ticker.core.webhooks import EVENT_OPS
+from ticker.desk import admin, texts, webhooks
 from ticker.desk import api as deskapi
 from ticker.newsroom.audit import AuditEntry
 from ticker.newsroom.auth import LoginRefused, Principal
@@ -322,7 +323,7 @@ async def audit_page(request: Request) -> Response:
     }, status)
 
 
-# -- people, tokens, settings --------------------------------------------------------------
+# -- people, tokens, webhooks, settings ----------------------------------------------------
 
 def manage_page(request: Request, principal: Principal, name: str,
                 context: Mapping[str, Any]) -> Response:
@@ -348,9 +349,18 @@ async def tokens_page(request: Request) -> Response:
     found = await signed_in(request, "admin")
     if not isinstance(found, Principal):
         return found
-    tokens = await runtime_of(request).tokens.entries()
+    tokens = [admin.token_entry(record) for record in await runtime_of(request).tokens.entries()]
     return manage_page(request, found, "tokens", {"tokens": [
-        {"name": str(t["name"]), "created": int(t.get("created", 0)) * 1000} for t in tokens]})
+        {**t, "created": t["created"] * 1000} for t in tokens]})
+
+
+async def webhooks_page(request: Request) -> Response:
+    found = await signed_in(request, "admin")
+    if not isinstance(found, Principal):
+        return found
+    hooks = await runtime_of(request).newsroom.subscriptions.overview()
+    return manage_page(request, found, "webhooks", {
+        "webhooks": hooks, "urgencies": URGENCIES, "ops": EVENT_OPS})
 
 
 async def settings_page(request: Request) -> Response:
@@ -379,8 +389,10 @@ routes = [
     Route("/desk/audit", audit_page, methods=["GET"]),
     Route("/desk/people", people_page, methods=["GET"]),
     Route("/desk/tokens", tokens_page, methods=["GET"]),
+    Route("/desk/webhooks", webhooks_page, methods=["GET"]),
     Route("/desk/settings", settings_page, methods=["GET"]),
     Route("/desk/api/session", session_info, methods=["GET"]),
     *deskapi.routes,
     *admin.routes,
+    *webhooks.routes,
 ]

@@ -1,8 +1,8 @@
 """Every visible string of the desk's pages, one table per page, in English, Arabic and Spanish.
 
 The templates (`web/desk.html`, `audit.html`, `login.html`, `message.html`, `people.html`,
-`tokens.html`, `settings.html`, their layout `manage.html` and the shared fields of
-`desk-parts.html`) show only `t.<key>`, and the same table goes to the page's scripts
+`tokens.html`, `webhooks.html`, `settings.html`, their layout `manage.html` and the shared
+fields of `desk-parts.html`) show only `t.<key>`, and the same table goes to the page's scripts
 (`web/i18n.js`, read by `desk.js` and `people.js`) as JSON (`<script type="application/json"
 id="page-strings">`, never run) for what the scripts say: messages, confirmations, statuses,
 flags, buttons. Placeholders are `{name}`, filled in as text, never as HTML. No key may be
@@ -45,6 +45,7 @@ COMMON: Final = {
     "nav_audit": "Audit trail",
     "nav_people": "People",
     "nav_tokens": "API tokens",
+    "nav_webhooks": "Webhooks",
     "nav_settings": "Settings",
     "sign_out": "Sign out",
     "lang_en": "English",
@@ -280,6 +281,10 @@ AUDIT: Final = {
     "action_user_enable": "user-enable",
     "action_token_create": "token-create",
     "action_token_revoke": "token-revoke",
+    "action_webhook_add": "webhook-add",
+    "action_webhook_remove": "webhook-remove",
+    "action_webhook_test": "webhook-test",
+    "action_webhook_retry": "webhook-retry",
 }
 
 LOGIN: Final = {
@@ -321,7 +326,7 @@ PEOPLE: Final = {
     "role_editor": "Editor",
     "role_admin": "Admin",
     "roles_hint": "Contributors send lines for approval; editors publish; admins also "
-                  "manage people and tokens.",
+                  "manage people, tokens and webhooks.",
     "password": "Password",
     "password_hint": "At least 10 characters. Tell them in person, not by email.",
     "lang": "Language",
@@ -371,8 +376,11 @@ TOKENS: Final = {
     "create_title": "Create a token",
     "name": "Name",
     "name_hint": "1-64 of letters, digits, '-', '_': say which service will use it.",
+    "admin": "Admin token (may also manage webhooks over the HTTP API)",
+    "admin_hint": "Leave it unticked for a service that only publishes.",
     "create": "Create token",
     "created_status": "Token {name} created.",
+    "created_admin_status": "Admin token {name} created.",
     "once_title": "New token: {name}",
     "once_warning": "Copy it now. It will not be shown again.",
     "token": "Token",
@@ -383,6 +391,9 @@ TOKENS: Final = {
     "list_title": "Tokens",
     "col_name": "Name",
     "col_created": "Created (UTC)",
+    "col_kind": "Allows",
+    "kind_admin": "Publishing and webhooks",
+    "kind_publish": "Publishing",
     "col_actions": "Actions",
     "no_tokens": "No tokens.",
     "revoke": "Revoke",
@@ -390,6 +401,83 @@ TOKENS: Final = {
     "confirm_revoke_title": "Revoke the token {name}?",
     "confirm_revoke_text": "Every service using it is refused at once. This cannot be undone.",
     "confirm_revoke_button": "Revoke",
+}
+
+WEBHOOKS: Final = {
+    **COMMON,
+    "title": "Webhooks",
+    "intro": "Services that follow the ticker over HTTP. Each URL is sent every event it "
+             "asked for, one request per event, in order, signed; a failed request is "
+             "retried for 24 hours, then kept as a dead letter. Times are UTC.",
+    "add_title": "Add a webhook",
+    "url": "URL",
+    "url_hint": "https:// (http:// only for hosts the operator allowed). The receiver "
+                "answers 2xx within 10 seconds.",
+    "channels": "Channels",
+    "channels_hint": "At least one.",
+    "choose_channel": "Choose at least one channel.",
+    "urgencies": "Urgencies",
+    "ops": "Events",
+    "all_hint": "None ticked: all.",
+    "urgency_flash": "Flash",
+    "urgency_urgent": "Urgent",
+    "urgency_breaking": "Breaking",
+    "op_publish": "Published",
+    "op_correct": "Corrected",
+    "op_kill": "Killed",
+    "op_hold": "Held",
+    "op_release": "Released",
+    "op_pin": "Pinned",
+    "op_unpin": "Unpinned",
+    "op_extend": "Extended",
+    "op_versions": "Versions linked",
+    "add": "Add webhook",
+    "added": "Webhook added for {url}.",
+    "once_title": "Signing secret for {url}",
+    "once_warning": "Copy it now. It will not be shown again.",
+    "secret": "Secret",
+    "secret_hint": "Standard Webhooks: verify webhook-signature with this secret, and drop "
+                   "a webhook-id you have already had.",
+    "copy_button": "Copy",
+    "copied": "Copied.",
+    "copy_failed": "Could not copy: select the secret and copy it yourself.",
+    "once_done": "I have copied it",
+    "list_title": "Subscriptions",
+    "no_webhooks": "No webhooks yet.",
+    "id": "ID",
+    "all": "All",
+    "created": "Created (UTC)",
+    "by": "By",
+    "sent": "Sent",
+    "waiting": "Waiting",
+    "dead": "Given up",
+    "failed_attempts": "Failed attempts",
+    "state_idle": "Up to date",
+    "state_sending": "Sending",
+    "state_retrying": "Retrying",
+    "oldest": "The oldest waiting was queued {when}.",
+    "retrying": "Attempt {n} failed ({error}); next try {when}.",
+    "last_error": "Last error: {error}",
+    "test": "Send a test event",
+    "test_queued": "A test event is on its way to {url}.",
+    "remove": "Remove",
+    "removed": "Webhook for {url} removed.",
+    "confirm_remove_title": "Remove the webhook for {url}?",
+    "confirm_remove_text": "It is sent nothing more, and the events waiting for it are "
+                           "dropped. This cannot be undone.",
+    "confirm_remove_button": "Remove",
+    "dead_letters": "Dead letters",
+    "loading": "Loading…",
+    "no_dead": "No dead letters.",
+    "gave_up": "Given up (UTC)",
+    "event": "Event",
+    "item": "Item",
+    "error": "Error",
+    "http_status": "HTTP status",
+    "no_answer": "no answer",
+    "attempts": "Attempts",
+    "retry": "Retry",
+    "retried": "Queued again, after what is waiting, with its original webhook-id.",
 }
 
 SETTINGS: Final = {
@@ -406,7 +494,7 @@ SETTINGS: Final = {
 
 PAGES: Final[Mapping[str, Mapping[str, str]]] = {
     "desk": DESK, "audit": AUDIT, "login": LOGIN, "message": MESSAGE,
-    "people": PEOPLE, "tokens": TOKENS, "settings": SETTINGS}
+    "people": PEOPLE, "tokens": TOKENS, "webhooks": WEBHOOKS, "settings": SETTINGS}
 
 # Each language's tables, page by page (English: the tables above).
 CATALOGUES: Final[Mapping[str, Mapping[str, Mapping[str, str]]]] = {

@@ -17,6 +17,7 @@ COMMON: Final = {
     "nav_audit": "سجل التدقيق",
     "nav_people": "المستخدمون",
     "nav_tokens": "رموز API",
+    "nav_webhooks": "خطافات الويب",
     "nav_settings": "الإعدادات",
     "sign_out": "تسجيل الخروج",
     "lang_en": "الإنجليزية",
@@ -249,6 +250,10 @@ AUDIT: Final = {
     "action_user_enable": "تفعيل مستخدم",
     "action_token_create": "إنشاء رمز",
     "action_token_revoke": "إبطال رمز",
+    "action_webhook_add": "إضافة خطاف ويب",
+    "action_webhook_remove": "حذف خطاف ويب",
+    "action_webhook_test": "حدث تجريبي لخطاف ويب",
+    "action_webhook_retry": "إعادة إرسال رسالة متعذّر تسليمها",
 }
 
 LOGIN: Final = {
@@ -289,7 +294,7 @@ PEOPLE: Final = {
     "role_editor": "محرر",
     "role_admin": "مسؤول",
     "roles_hint": "يرسل المساهمون الأخبار للموافقة، وينشرها المحررون، ويدير المسؤولون أيضًا "
-                  "المستخدمين والرموز.",
+                  "المستخدمين والرموز وخطافات الويب.",
     "password": "كلمة المرور",
     "password_hint": "١٠ أحرف على الأقل. أبلِغه بها شخصيًا، لا بالبريد الإلكتروني.",
     "lang": "اللغة",
@@ -339,8 +344,11 @@ TOKENS: Final = {
     "create_title": "إنشاء رمز",
     "name": "الاسم",
     "name_hint": "من ١ إلى ٦٤ من الحروف والأرقام و«-» و«_»: اذكر الخدمة التي ستستخدمه.",
+    "admin": "رمز مسؤول (يمكنه أيضًا إدارة خطافات الويب عبر واجهة HTTP البرمجية)",
+    "admin_hint": "اتركه دون تحديد لخدمة لا تفعل إلا النشر.",
     "create": "أنشئ الرمز",
     "created_status": "أُنشئ الرمز {name}.",
+    "created_admin_status": "أُنشئ رمز المسؤول {name}.",
     "once_title": "رمز جديد: {name}",
     "once_warning": "انسخه الآن. لن يُعرض مرة أخرى.",
     "token": "الرمز",
@@ -351,6 +359,9 @@ TOKENS: Final = {
     "list_title": "الرموز",
     "col_name": "الاسم",
     "col_created": "أُنشئ (UTC)",
+    "col_kind": "يتيح",
+    "kind_admin": "النشر وخطافات الويب",
+    "kind_publish": "النشر",
     "col_actions": "الإجراءات",
     "no_tokens": "لا رموز.",
     "revoke": "أبطِل",
@@ -358,6 +369,86 @@ TOKENS: Final = {
     "confirm_revoke_title": "إبطال الرمز {name}؟",
     "confirm_revoke_text": "تُرفض فورًا كل خدمة تستخدمه. لا يمكن التراجع عن ذلك.",
     "confirm_revoke_button": "أبطِل",
+}
+
+WEBHOOKS: Final = {
+    **COMMON,
+    "title": "خطافات الويب",
+    "intro": "خدمات تتابع الشريط عبر HTTP. يُرسَل إلى كل رابط كل حدث طلبه، طلبًا واحدًا لكل "
+             "حدث، بالترتيب، وموقَّعًا؛ ويُعاد الطلب الفاشل طوال ٢٤ ساعة، ثم يُحفظ رسالةً "
+             "متعذّرًا تسليمها. الأوقات بالتوقيت العالمي (UTC).",
+    "add_title": "إضافة خطاف ويب",
+    "url": "الرابط (URL)",
+    # Latin runs are isolated left to right (U+2066 ... U+2069), or "https://" would turn.
+    "url_hint": "يبدأ بـ \u2066https://\u2069 (أو \u2066http://\u2069 للمضيفين الذين سمح بهم "
+                "المشغّل فقط). يردّ المستقبِل برمز \u20662xx\u2069 خلال ١٠ ثوانٍ.",
+    "channels": "القنوات",
+    "channels_hint": "قناة واحدة على الأقل.",
+    "choose_channel": "اختر قناة واحدة على الأقل.",
+    "urgencies": "درجات الأهمية",
+    "ops": "الأحداث",
+    "all_hint": "إن لم يُحدَّد شيء: الكل.",
+    "urgency_flash": "عاجل جدًا",
+    "urgency_urgent": "هام",
+    "urgency_breaking": "عاجل",
+    "op_publish": "النشر",
+    "op_correct": "التصحيح",
+    "op_kill": "السحب",
+    "op_hold": "التعليق",
+    "op_release": "رفع التعليق",
+    "op_pin": "التثبيت",
+    "op_unpin": "إلغاء التثبيت",
+    "op_extend": "التمديد",
+    "op_versions": "ربط النسخ",
+    "add": "أضف خطاف الويب",
+    "added": "أُضيف خطاف ويب للرابط {url}.",
+    "once_title": "سرّ التوقيع للرابط {url}",
+    "once_warning": "انسخه الآن. لن يُعرض مرة أخرى.",
+    "secret": "السرّ",
+    "secret_hint": "\u2066Standard Webhooks\u2069: تحقّق بهذا السرّ من الترويسة "
+                   "\u2066webhook-signature\u2069، وأهمِل أي \u2066webhook-id\u2069 وصلك من "
+                   "قبل.",
+    "copy_button": "نسخ",
+    "copied": "نُسخ.",
+    "copy_failed": "تعذّر النسخ: حدِّد السرّ وانسخه بنفسك.",
+    "once_done": "نسختُه",
+    "list_title": "الاشتراكات",
+    "no_webhooks": "لا خطافات ويب بعد.",
+    "id": "المعرّف",
+    "all": "الكل",
+    "created": "أُنشئ (UTC)",
+    "by": "أنشأه",
+    "sent": "أُرسل",
+    "waiting": "في الانتظار",
+    "dead": "تعذّر تسليمه",
+    "failed_attempts": "محاولات فاشلة",
+    "state_idle": "لا شيء معلّق",
+    "state_sending": "جارٍ الإرسال",
+    "state_retrying": "تُعاد المحاولة",
+    "oldest": "أُضيف أقدم حدث في الانتظار {when}.",
+    "retrying": "فشلت المحاولة {n} ({error})؛ المحاولة التالية {when}.",
+    "last_error": "آخر خطأ: {error}",
+    "test": "أرسل حدثًا تجريبيًا",
+    "test_queued": "حدث تجريبي في طريقه إلى {url}.",
+    "remove": "احذف",
+    "removed": "حُذف خطاف الويب للرابط {url}.",
+    "confirm_remove_title": "حذف خطاف الويب للرابط {url}؟",
+    "confirm_remove_text": "لن يُرسل إليه شيء بعد الآن، وتُسقَط الأحداث التي تنتظره. لا يمكن "
+                           "التراجع عن ذلك.",
+    "confirm_remove_button": "احذف",
+    "dead_letters": "الرسائل المتعذّر تسليمها",
+    "loading": "جارٍ التحميل…",
+    "no_dead": "لا رسائل متعذّر تسليمها.",
+    "gave_up": "توقّفت المحاولات (UTC)",
+    "event": "الحدث",
+    "item": "الخبر",
+    "error": "الخطأ",
+    "http_status": "رمز حالة HTTP",
+    "no_answer": "لا ردّ",
+    "attempts": "المحاولات",
+    "retry": "أعد الإرسال",
+    "retried": "أُعيدت إلى قائمة الانتظار بعد ما ينتظر، بمعرّفها الأصلي "
+               "\u2066webhook-id\u2069.",
 }
 
 SETTINGS: Final = {
@@ -374,4 +465,4 @@ SETTINGS: Final = {
 
 PAGES: Final = {
     "desk": DESK, "audit": AUDIT, "login": LOGIN, "message": MESSAGE,
-    "people": PEOPLE, "tokens": TOKENS, "settings": SETTINGS}
+    "people": PEOPLE, "tokens": TOKENS, "webhooks": WEBHOOKS, "settings": SETTINGS}

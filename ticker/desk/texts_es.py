@@ -17,6 +17,7 @@ COMMON: Final = {
     "nav_audit": "Registro de auditoría",
     "nav_people": "Personas",
     "nav_tokens": "Tokens de API",
+    "nav_webhooks": "Webhooks",
     "nav_settings": "Ajustes",
     "sign_out": "Cerrar sesión",
     "lang_en": "Inglés",
@@ -251,6 +252,10 @@ AUDIT: Final = {
     "action_user_enable": "activar usuario",
     "action_token_create": "crear token",
     "action_token_revoke": "revocar token",
+    "action_webhook_add": "alta de webhook",
+    "action_webhook_remove": "baja de webhook",
+    "action_webhook_test": "prueba de webhook",
+    "action_webhook_retry": "reintento de mensaje fallido",
 }
 
 LOGIN: Final = {
@@ -293,7 +298,8 @@ PEOPLE: Final = {
     "role_editor": "Editor",
     "role_admin": "Administrador",
     "roles_hint": "Los colaboradores envían titulares para su aprobación; los editores "
-                  "publican; los administradores además gestionan personas y tokens.",
+                  "publican; los administradores además gestionan personas, tokens y "
+                  "webhooks.",
     "password": "Contraseña",
     "password_hint": "Al menos 10 caracteres. Comunícala en persona, no por correo.",
     "lang": "Idioma",
@@ -343,8 +349,11 @@ TOKENS: Final = {
     "create_title": "Crear un token",
     "name": "Nombre",
     "name_hint": "De 1 a 64 letras, dígitos, '-', '_': indica qué servicio lo usará.",
+    "admin": "Token de administrador (también puede gestionar webhooks por la API HTTP)",
+    "admin_hint": "Déjalo sin marcar para un servicio que solo publica.",
     "create": "Crear token",
     "created_status": "Token {name} creado.",
+    "created_admin_status": "Token de administrador {name} creado.",
     "once_title": "Nuevo token: {name}",
     "once_warning": "Cópialo ahora. No se volverá a mostrar.",
     "token": "Token",
@@ -355,6 +364,9 @@ TOKENS: Final = {
     "list_title": "Tokens",
     "col_name": "Nombre",
     "col_created": "Creado (UTC)",
+    "col_kind": "Permite",
+    "kind_admin": "Publicar y gestionar webhooks",
+    "kind_publish": "Publicar",
     "col_actions": "Acciones",
     "no_tokens": "No hay tokens.",
     "revoke": "Revocar",
@@ -363,6 +375,84 @@ TOKENS: Final = {
     "confirm_revoke_text": "Todos los servicios que lo usan quedan rechazados al instante. No "
                            "se puede deshacer.",
     "confirm_revoke_button": "Revocar",
+}
+
+WEBHOOKS: Final = {
+    **COMMON,
+    "title": "Webhooks",
+    "intro": "Servicios que siguen el teletipo por HTTP. Cada URL recibe todos los eventos que "
+             "pidió, una petición por evento, en orden y firmados; una petición fallida se "
+             "reintenta durante 24 horas y después se guarda como mensaje fallido. Horas en "
+             "UTC.",
+    "add_title": "Añadir un webhook",
+    "url": "Dirección (URL)",
+    "url_hint": "https:// (http:// solo para hosts que el operador haya permitido). El "
+                "receptor responde 2xx en menos de 10 segundos.",
+    "channels": "Canales",
+    "channels_hint": "Al menos uno.",
+    "choose_channel": "Elige al menos un canal.",
+    "urgencies": "Prioridades",
+    "ops": "Eventos",
+    "all_hint": "Ninguno marcado: todos.",
+    "urgency_flash": "Flash",
+    "urgency_urgent": "Urgente",
+    "urgency_breaking": "Última hora",
+    "op_publish": "Publicado",
+    "op_correct": "Corregido",
+    "op_kill": "Retirado",
+    "op_hold": "Retenido",
+    "op_release": "Liberado",
+    "op_pin": "Fijado",
+    "op_unpin": "Desfijado",
+    "op_extend": "Ampliado",
+    "op_versions": "Versiones enlazadas",
+    "add": "Añadir webhook",
+    "added": "Webhook añadido para {url}.",
+    "once_title": "Secreto de firma de {url}",
+    "once_warning": "Cópialo ahora. No se volverá a mostrar.",
+    "secret": "Secreto",
+    "secret_hint": "Standard Webhooks: verifica webhook-signature con este secreto y descarta "
+                   "los webhook-id que ya hayas recibido.",
+    "copy_button": "Copiar",
+    "copied": "Copiado.",
+    "copy_failed": "No se pudo copiar: selecciona el secreto y cópialo tú.",
+    "once_done": "Ya lo he copiado",
+    "list_title": "Suscripciones",
+    "no_webhooks": "Todavía no hay webhooks.",
+    "id": "Identificador",
+    "all": "Todos",
+    "created": "Creado (UTC)",
+    "by": "Creado por",
+    "sent": "Enviados",
+    "waiting": "En espera",
+    "dead": "Abandonados",
+    "failed_attempts": "Intentos fallidos",
+    "state_idle": "Al día",
+    "state_sending": "Enviando",
+    "state_retrying": "Reintentando",
+    "oldest": "El más antiguo en espera entró en la cola {when}.",
+    "retrying": "Falló el intento {n} ({error}); el siguiente, {when}.",
+    "last_error": "Último error: {error}",
+    "test": "Enviar un evento de prueba",
+    "test_queued": "Un evento de prueba va camino de {url}.",
+    "remove": "Eliminar",
+    "removed": "Webhook de {url} eliminado.",
+    "confirm_remove_title": "¿Eliminar el webhook de {url}?",
+    "confirm_remove_text": "No se le enviará nada más y se descartan los eventos que "
+                           "esperaban. No se puede deshacer.",
+    "confirm_remove_button": "Eliminar",
+    "dead_letters": "Mensajes fallidos",
+    "loading": "Cargando…",
+    "no_dead": "No hay mensajes fallidos.",
+    "gave_up": "Abandonado (UTC)",
+    "event": "Evento",
+    "item": "Titular",
+    "error": "Error",
+    "http_status": "Estado HTTP",
+    "no_answer": "sin respuesta",
+    "attempts": "Intentos",
+    "retry": "Reintentar",
+    "retried": "En cola de nuevo, tras lo que espera, con su webhook-id original.",
 }
 
 SETTINGS: Final = {
@@ -379,4 +469,4 @@ SETTINGS: Final = {
 
 PAGES: Final = {
     "desk": DESK, "audit": AUDIT, "login": LOGIN, "message": MESSAGE,
-    "people": PEOPLE, "tokens": TOKENS, "settings": SETTINGS}
+    "people": PEOPLE, "tokens": TOKENS, "webhooks": WEBHOOKS, "settings": SETTINGS}

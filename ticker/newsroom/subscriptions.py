@@ -8,14 +8,18 @@ only, once, and never in the audit or a log.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ticker.core.clock import now_ms
 from ticker.core.errors import HTTPError
 from ticker.core.webhooks import Subscription, subscription
 from ticker.newsroom.audit import Audit
 from ticker.redis.webhooks import Webhooks
+
+# A dead letter's id: a stream entry ID Redis takes (each part below 2**64).
+DEAD_ID: Final = re.compile(r"^[0-9]{1,19}-[0-9]{1,19}$")
 
 
 def _names(values: Iterable[str]) -> str:
@@ -86,9 +90,11 @@ class Subscriptions:
     async def retry(self, sub_id: str, dead_id: str, by: str) -> str:
         """Send a dead letter again (at the end of the queue, with its own webhook-id)."""
         sub = await self.require(sub_id)
-        entry = await self.store.retry_dead(sub.id, dead_id[:64], now_ms())
+        entry = None
+        if DEAD_ID.match(dead_id):  # anything else Redis would refuse as a stream ID
+            entry = await self.store.retry_dead(sub.id, dead_id, now_ms())
         if entry is None:
             raise HTTPError(404, "not_found", f"no dead letter {dead_id[:40]!r}",
                             field="dead")
-        await self.audit.add(by, "webhook-retry", item=sub.id, detail=dead_id[:64])
+        await self.audit.add(by, "webhook-retry", item=sub.id, detail=dead_id)
         return entry
