@@ -199,8 +199,8 @@ class WebhookRequest(Struct, forbid_unknown_fields=True, kw_only=True):
 
     url: Annotated[str, Meta(max_length=2000, description="The receiver: an https:// URL "
                              "(http:// only for hosts an operator allowed).")]
-    channels: Annotated[list[str], Meta(min_length=1, max_length=64,
-                                        description="The channels it follows.")]
+    channels: Annotated[list[str], Meta(max_length=64, description=(
+        "The channels it follows (at least one)."))]
     urgencies: Annotated[list[str], Meta(max_length=3, description=(
         "Only items of these urgencies (flash, urgent, breaking); empty: all."))] = []
     ops: Annotated[list[str], Meta(max_length=16, description=(
