@@ -46,6 +46,7 @@ from ticker.core.hub import ChannelHub, Hub
 from ticker.core.push import MAX_TTL, PushSubscription, b64url, notification, pushes, topic
 from ticker.node.outbound import Outcome, Sender, backoff
 from ticker.node.webhooks import key_of, place_of
+from ticker.process import ticks
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
 from ticker.redis.leases import Leases
@@ -151,7 +152,7 @@ class PushWorker:
                                               for name in self.hub.channels}
                     if not await self._hold():
                         positions = None
-                        await asyncio.sleep(1.0)
+                        await ticks.tick(1.0)
                         continue
                     if positions is None:
                         positions = await self._start_positions()
@@ -161,8 +162,8 @@ class PushWorker:
                     worked = await self.work_one()
                     if not moved and not worked:
                         self._wake.clear()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), 1.0)
+                        # Woken by the reader; else on the shared once-a-second tick.
+                        await ticks.tick(1.0, wake=self._wake)
                 except asyncio.CancelledError:
                     raise
                 except (RedisError, OSError) as exc:

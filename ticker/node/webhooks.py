@@ -48,6 +48,7 @@ from ticker.core.clock import now_ms
 from ticker.core.hub import ChannelHub, HistoryKey, Hub
 from ticker.core.webhooks import EVENT_TYPES, Subscription, event_body, message_id
 from ticker.node.outbound import Sender, backoff
+from ticker.process import ticks
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
 from ticker.redis.webhooks import DeliveryState, Pending, Webhooks
@@ -157,7 +158,7 @@ class WebhookWorker:
                     if not self.fanout_leader:
                         positions = None
                 if not self.fanout_leader:
-                    await asyncio.sleep(1.0)
+                    await ticks.tick(1.0)
                     continue
                 if positions is None:
                     positions = await self._start_positions()
@@ -166,8 +167,8 @@ class WebhookWorker:
                     positions = None  # someone else moved them: read them again
                 elif not moved:
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), 1.0)
+                    # Woken by the reader; else on the process's shared once-a-second tick.
+                    await ticks.tick(1.0, wake=self._wake)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -270,7 +271,7 @@ class WebhookWorker:
                 log.warning("webhooks: Redis unreachable (%s); retrying", exc)
             except Exception:
                 log.exception("webhook supervisor error (continuing)")
-            await asyncio.sleep(1.0)
+            await ticks.tick(1.0)  # with the process's other once-a-second jobs
 
     async def _deliver(self, sub_id: str) -> None:
         """Send this subscription's events in order while we hold its lease."""
