@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ticker.core.errors import ConfigError
 from ticker.process.settings import Settings
@@ -52,9 +56,20 @@ async def test_clients_by_deployment() -> None:
     plain = connect("redis://127.0.0.1:1/0")
     assert type(plain) is Redis
     kwargs = plain.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == 10 and kwargs["retry"].get_retries() == 1
+    # A reply 2 s beyond the 1 s BLOCK, a connect within 2 s; retried once if the connection
+    # broke, never after a timeout (docs/reliability.md, partitions).
+    assert kwargs["socket_timeout"] == 3.0 and kwargs["socket_connect_timeout"] == 2.0
+    assert kwargs["retry"].get_retries() == 1
+    retried = kwargs["retry"]._supported_errors
+    assert RedisConnectionError in retried and RedisTimeoutError not in retried
+    assert kwargs["socket_keepalive"] is True
+    assert kwargs["socket_keepalive_options"][socket.TCP_USER_TIMEOUT] == 4000
+    assert kwargs["socket_keepalive_options"][socket.TCP_KEEPIDLE] == 5
+    slow = connect("redis://127.0.0.1:1/0", timeout=5.0, block_ms=200)
+    assert slow.connection_pool.connection_kwargs["socket_timeout"] == 5.2
     unix = connect("unix:///tmp/nowhere.sock?db=3")
     assert unix.connection_pool.connection_kwargs["path"] == "/tmp/nowhere.sock"
+    assert "socket_keepalive" not in unix.connection_pool.connection_kwargs  # TCP only
     sentinel = connect("redis+sentinel://127.0.0.1:1/m")
     assert isinstance(sentinel, SentinelRedis)
     assert isinstance(sentinel.connection_pool, FollowingSentinelPool)
@@ -62,7 +77,7 @@ async def test_clients_by_deployment() -> None:
     assert not await follow_failover(plain)  # not Sentinel: nothing to do
     cluster = connect("redis://127.0.0.1:1/0", cluster=True)
     assert isinstance(cluster, RedisCluster)
-    for client in (plain, unix, sentinel, cluster):
+    for client in (plain, slow, unix, sentinel, cluster):
         await client.aclose()
     with pytest.raises(ConfigError):
         connect("unix:///tmp/x.sock", cluster=True)

@@ -156,6 +156,8 @@ def test_bad_numbers_are_config_errors(var: str, value: str) -> None:
         ({"TICKER_READ_COUNT": "0"}, "read_count"),
         ({"TICKER_READ_BLOCK_MS": "0"}, "read_block_ms"),
         ({"TICKER_READ_BLOCK_MS": "5000"}, "read_block_ms"),
+        ({"TICKER_REDIS_TIMEOUT": "0"}, "redis_timeout"),
+        ({"TICKER_REDIS_TIMEOUT": "61"}, "redis_timeout"),
         ({"TICKER_LOG_LEVEL": "verbose"}, "log_level"),
         ({"TICKER_LOG_LEVEL": "INFO"}, "log_level"),
         ({"TICKER_KEY_PREFIX": "has space"}, "key_prefix"),
@@ -332,3 +334,12 @@ def test_no_channels_rejected(spec: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_channels(spec)
     assert info.value.field == "TICKER_CHANNELS"
+
+
+def test_a_reply_is_awaited_beyond_the_longest_wait_a_command_asks_for() -> None:
+    """redis-py has one socket timeout for every command (ticker.redis.connection): it must
+    outlast the XREAD BLOCK and, when writes wait for replicas, the WAIT."""
+    assert Settings().redis_block_ms == 1000
+    assert Settings.build({"redis_wait_timeout": 4000}).redis_block_ms == 1000  # no WAIT
+    waiting = Settings.build({"redis_wait_replicas": 1, "redis_wait_timeout": 4000})
+    assert waiting.redis_block_ms == 4000

@@ -26,6 +26,7 @@ import websockets
 from redis.asyncio import Redis
 
 from tests.conftest import TIMEOUT, free_port
+from tests.e2e.sseclient import SSEStream
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKER = [sys.executable, "-m", "ticker"]
@@ -306,9 +307,37 @@ class Reader:
                 await self.task
 
 
+@dataclass
+class SSEReader(Reader):
+    """The same record over Server-Sent Events, reconnecting as `EventSource` does: after any
+    end of the stream, with `Last-Event-ID` (the cursor it has). `url(None)` is the stream."""
+
+    async def run(self) -> None:
+        headers = {"Origin": self.origin} if self.origin else {}
+        async with httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, read=None)) as http:
+            while True:
+                code: int | None = None
+                resume = {"Last-Event-ID": self.cursor} if self.cursor else {}
+                try:
+                    async with http.stream("GET", self.url(None),
+                                           headers={**headers, **resume}) as response:
+                        code = response.status_code
+                        if code == 200:
+                            self.connections += 1
+                            stream = SSEStream(response)
+                            while True:
+                                self.take((await stream.message(timeout=3600))[1])
+                except EOFError:
+                    pass  # the server ended the stream: reconnect
+                except (httpx.HTTPError, OSError, TimeoutError):
+                    code = -1
+                self.closes.append(code)
+                await asyncio.sleep(random.uniform(0.02, 0.1))
+
+
 async def start_readers(n: int, url: Callable[[str | None], str],
-                        origin: str | None = None) -> list[Reader]:
-    readers = [Reader(url, origin).start() for _ in range(n)]
+                        origin: str | None = None, kind: type[Reader] = Reader) -> list[Reader]:
+    readers = [kind(url, origin).start() for _ in range(n)]
     await wait_for(lambda: all(r.first_cursor is not None for r in readers), "first snapshots")
     return readers
 

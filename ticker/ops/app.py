@@ -188,7 +188,8 @@ def create_app(settings: Settings, redis: Redis | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else redis_client(
-            settings.redis_url, cluster=settings.redis_cluster)
+            settings.redis_url, cluster=settings.redis_cluster,
+            timeout=settings.redis_timeout, block_ms=settings.redis_block_ms)
         runtime = Runtime(settings, client, worker)
         try:
             async with runtime.run():

@@ -111,7 +111,8 @@ async def connect(settings: Settings) -> AsyncIterator[Redis]:
     if not url:
         embedded = EmbeddedRedis(settings.data_dir, settings.embedded_redis_port)
         url = embedded.start()
-    client = redis_client(url, cluster=settings.redis_cluster and bool(settings.redis_url))
+    client = redis_client(url, cluster=settings.redis_cluster and bool(settings.redis_url),
+                          timeout=settings.redis_timeout, block_ms=settings.redis_block_ms)
     try:
         yield client
     finally:

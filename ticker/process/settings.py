@@ -122,6 +122,9 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds caches (CDNs, readers) may keep a feed: Cache-Control max-age and RSS ttl"),
     Setting("read_count", int, 500, "entries per XREAD (items read together go out together)"),
     Setting("read_block_ms", int, 1000, "XREAD BLOCK timeout in milliseconds"),
+    Setting("redis_timeout", float, 2.0,
+            "seconds a Redis connect, or a reply beyond the XREAD BLOCK, may take before Redis "
+            "counts as unreachable: readers are told stale, requests answer 503"),
     Setting("log_level", str, "info", "debug, info, warning or error"),
     Setting("log_format", str, "text", "text, or json: one JSON object per line with request ids"),
     Setting("workers", int, 1,
@@ -202,6 +205,7 @@ class Settings:
     feed_max_age: int = 30
     read_count: int = 500
     read_block_ms: int = 1000
+    redis_timeout: float = 2.0
     log_level: str = "info"
     log_format: str = "text"
     workers: int = 1
@@ -358,6 +362,15 @@ class Settings:
             # redis-py's socket timeout must outlast the block; we set it, but keep it sane.
             raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000",
                               field="TICKER_READ_BLOCK_MS")
+        if not 0.1 <= self.redis_timeout <= 60:
+            raise ConfigError("TICKER_REDIS_TIMEOUT must be 0.1 to 60 seconds",
+                              field="TICKER_REDIS_TIMEOUT")
+
+    @property
+    def redis_block_ms(self) -> int:
+        """The longest a Redis command of ours waits on purpose: the reader's XREAD BLOCK, or
+        WAIT for replicas after a write. A reply is awaited this, then TICKER_REDIS_TIMEOUT."""
+        return max(self.read_block_ms, self.redis_wait_timeout if self.redis_wait_replicas else 0)
 
     def channel(self, name: str) -> Channel | None:
         for ch in self.channels:

@@ -10,12 +10,25 @@
 - `redis://node:7000` with `TICKER_REDIS_CLUSTER=1`: Redis Cluster; any node, the others
   are discovered.
 
-Every client gets the same contract: its socket timeout (10 s) outlasts any XREAD BLOCK we issue
-(redis-py 8 defaults to 5 s, which would turn an idle BLOCK into a TimeoutError), connects
-within 3 s, and retries a failed command once, at once: enough to replace a pooled connection
-that a Redis restart broke, and short enough that the API answers 503 quickly while Redis is
-down (redis-py's default of ten retries with backoff would hold each request for seconds).
-The reader has its own backoff.
+Every client gets the same contract, bounded so that a Redis that stops answering (a
+network partition: packets vanish, no reset) is noticed within seconds, never hangs a request
+(docs/reliability.md, "Partition between a node and Redis"):
+
+- a reply is awaited `TICKER_REDIS_TIMEOUT` (2 s) beyond the longest wait a command of ours
+  asks for (`block_ms`: the reader's XREAD BLOCK, `TICKER_READ_BLOCK_MS`, 1 s; or WAIT for
+  replicas, `TICKER_REDIS_WAIT_TIMEOUT`, when `TICKER_REDIS_WAIT_REPLICAS` is set): 3 s by
+  default. redis-py has one socket timeout per connection, for every command, so the
+  longest wait is counted in;
+- a connect is given `TICKER_REDIS_TIMEOUT`;
+- a command whose connection broke (a Redis restart closed a pooled one) is retried once, at
+  once, on a new connection; a command that timed out is not retried: its Redis is not
+  answering, and a retried XADD could be written twice. (redis-py's default of ten retries
+  with backoff would hold each request for seconds.) The reader has its own backoff;
+- over TCP, keepalive probes an idle connection after 5 s (1 s apart, 3 of them), and
+  `TCP_USER_TIMEOUT` (the reply timeout plus 1 s) makes the kernel drop a connection whose
+  data stays unacknowledged that long: a command given up on during a partition is not
+  delivered when the network heals (without it the kernel retransmits it for minutes, and an
+  XADD answered 503 would be published later).
 
 For Sentinel, `password` in the URL is the master's; `?sentinel_password=` authenticates to the
 sentinels. redis-py asks the sentinels for the master only when it opens a connection, so a
@@ -33,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -41,6 +55,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as BrokenConnection
 from redis.exceptions import RedisError
 
 from ticker.core.errors import ConfigError
@@ -53,22 +68,50 @@ SENTINEL_OPTIONS = frozenset({"sentinel_password", "sentinel_username", "ssl_ca_
                               "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile"})
 
 
-def client_options(max_connections: int) -> dict[str, Any]:
+COMMAND_TIMEOUT = 2.0  # seconds (TICKER_REDIS_TIMEOUT): a connect, or a reply beyond the BLOCK
+BLOCK_MS = 1000  # TICKER_READ_BLOCK_MS's default: the longest wait a command asks for
+KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3))
+
+
+def reply_timeout(timeout: float = COMMAND_TIMEOUT, block_ms: int = BLOCK_MS) -> float:
+    """Seconds a command's reply is awaited: the longest wait asked for, then `timeout`."""
+    return timeout + block_ms / 1000
+
+
+def tcp_options(reply: float) -> dict[int, int]:
+    """Keepalive and TCP_USER_TIMEOUT for a TCP connection (module docstring); options the
+    platform lacks are left out."""
+    options = {getattr(socket, name): value for name, value in KEEPALIVE
+               if hasattr(socket, name)}
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        options[socket.TCP_USER_TIMEOUT] = int((reply + 1) * 1000)
+    return options
+
+
+def client_options(max_connections: int, timeout: float = COMMAND_TIMEOUT,
+                   block_ms: int = BLOCK_MS, tcp: bool = True) -> dict[str, Any]:
     """The connection settings every deployment shares (see the module docstring)."""
-    return {
-        "socket_timeout": 10,
-        "socket_connect_timeout": 3,
+    reply = reply_timeout(timeout, block_ms)
+    options: dict[str, Any] = {
+        "socket_timeout": reply,
+        "socket_connect_timeout": timeout,
         "health_check_interval": 15,
-        "retry_on_timeout": False,
-        "retry": Retry(NoBackoff(), 1),
+        "retry": Retry(NoBackoff(), 1, supported_errors=(BrokenConnection,)),
         "max_connections": max_connections,
     }
+    if tcp:
+        options["socket_keepalive"] = True
+        options["socket_keepalive_options"] = tcp_options(reply)
+    return options
 
 
-def connect(url: str, *, cluster: bool = False, max_connections: int = 64) -> Redis:
-    """A client for `url` (module docstring). Nothing is contacted until the first command."""
-    options = client_options(max_connections)
+def connect(url: str, *, cluster: bool = False, max_connections: int = 64,
+            timeout: float = COMMAND_TIMEOUT, block_ms: int = BLOCK_MS) -> Redis:
+    """A client for `url` (module docstring): `timeout` is TICKER_REDIS_TIMEOUT, `block_ms`
+    the longest wait its commands ask for (`Settings.redis_block_ms`). Nothing is contacted
+    until the first command."""
     scheme = url.split("://", 1)[0].lower()
+    options = client_options(max_connections, timeout, block_ms, tcp=scheme != "unix")
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         if cluster:
             raise ConfigError("a Sentinel URL cannot be a cluster", field="TICKER_REDIS_CLUSTER")
@@ -77,7 +120,6 @@ def connect(url: str, *, cluster: bool = False, max_connections: int = 64) -> Re
         if scheme not in ("redis", "rediss"):
             raise ConfigError("a cluster needs a redis:// or rediss:// node URL", field=FIELD)
         options.pop("health_check_interval")
-        options.pop("retry_on_timeout")
         # RedisCluster offers the command API we use; Keys keeps multi-key commands in a slot.
         return cast(Redis, RedisCluster.from_url(url, **options))
     if scheme not in ("redis", "rediss", "unix"):

@@ -1,0 +1,197 @@
+"""Faults of real networks (issue 18), with real components: a redis-server, ticker nodes (real
+uvicorn), real websocket and SSE readers, each checked for loss, duplicates and order.
+
+- A partition between a node and Redis: Redis runs in a network namespace of its own, and the
+  partition makes every packet between the two vanish (tests/e2e/netns.py: no reset, no ICMP).
+  The node's readers are told `stale`, its publishes answer 503 and /readyz 503, each within
+  `BOUND`; when it heals the node carries on by itself and every reader gets what it missed.
+
+The figures each test measures are printed (`pytest -s`) and kept in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tests.conftest import TIMEOUT, make_settings, running_server
+from tests.e2e.fleet import (
+    SSEReader,
+    check_exact,
+    start_readers,
+    stop_readers,
+    wait_for,
+)
+from tests.e2e.netns import Netns, netns, redis_inside  # noqa: F401 (the fixture)
+from ticker.redis.connection import connect as redis_client
+from ticker.redis.connection import reply_timeout
+from ticker.redis.keys import Keys
+from ticker.redis.tokens import Tokens
+
+# What the node promises in a partition from Redis, at the production settings
+# (TICKER_READ_BLOCK_MS=1000, TICKER_REDIS_TIMEOUT=2): readers told stale, publishing 503 and
+# /readyz 503 within the reply timeout (3 s); the test allows 5 s.
+BOUND = 5.0
+
+
+def report(what: str, seconds: float) -> None:
+    print(f"[partition] {what}: {seconds:.2f} s", flush=True)
+
+
+async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    """The answer to `request` (not sent until awaited here) and how long it took."""
+    started = time.monotonic()
+    response = await request
+    return response, time.monotonic() - started
+
+
+async def status_after(http: httpx.AsyncClient, path: str, status: int, since: float) -> float:
+    """Seconds from `since` until GET `path` answers `status`."""
+    while time.monotonic() - since < TIMEOUT:
+        if (await http.get(path)).status_code == status:
+            return time.monotonic() - since
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} never answered {status}")
+
+
+async def until(predicate: Callable[[], bool], what: str, since: float,
+                timeout: float = TIMEOUT) -> float:
+    """Seconds from `since` until `predicate` holds."""
+    await wait_for(predicate, what, timeout)
+    return time.monotonic() - since
+
+
+async def test_partition_from_redis_readers_told_stale_publish_503_then_nothing_lost(
+    netns: Netns, tmp_path: Path, prefix: str  # noqa: F811 (the fixture)
+) -> None:
+    tcp_url, unix_url = redis_inside(netns, tmp_path)
+    keys = Keys(prefix)
+    key = keys.stream("en")
+    # The test's own client, and node B's, reach Redis by its Unix socket: no partition there.
+    redis = redis_client(unix_url)
+    cut_node = make_settings(tcp_url, prefix, read_block_ms=1000)  # production timers
+    assert cut_node.redis_timeout == 2.0
+    try:
+        token = await Tokens(redis, keys).create("partition")
+        auth = {"Authorization": f"Bearer {token}"}
+        async with running_server(cut_node) as node_a, \
+                running_server(make_settings(unix_url, prefix)) as node_b, \
+                httpx.AsyncClient(base_url=node_a.http, timeout=TIMEOUT) as http_a, \
+                httpx.AsyncClient(base_url=node_b.http, timeout=TIMEOUT) as http_b:
+            readers = [
+                *await start_readers(6, lambda c: node_a.ws("en", c)),
+                *await start_readers(3, lambda _: node_a.http + "/sse/en", kind=SSEReader),
+            ]
+            others = await start_readers(2, lambda c: node_b.ws("en", c))
+
+            def publish(http: httpx.AsyncClient, text: str) -> Awaitable[httpx.Response]:
+                return http.post("/api/channels/en/items", json={"text": text}, headers=auth)
+
+            try:
+                for n in range(10):
+                    r = await publish(http_a, f"before {n}")
+                    assert r.status_code == 201, r.text
+                last = r.json()["cursor"]
+                await wait_for(lambda: all(x.cursor == last for x in readers), "items before")
+
+                netns.cut()
+                cut_at = time.monotonic()
+                # A publish on the cut node at once: its Redis connection hangs.
+                first, first_took = await timed(publish(http_a, "during (A)"))
+                assert first.status_code == 503, first.text
+                assert first.json()["error"] == "unavailable"
+                report("publish on the cut node answered 503 after", first_took)
+                stale_after = await until(lambda: all(x.stale == [True] for x in readers),
+                                          "readers told stale", cut_at, BOUND + 1)
+                report("every reader (6 websocket, 3 SSE) told stale after", stale_after)
+
+                readyz_after = await status_after(http_a, "/readyz", 503, cut_at)
+                report("/readyz 503 after", readyz_after)
+                ready = (await http_a.get("/readyz")).json()
+                assert ready["redis"] == "down" and "Timeout" in ready["last_error"]
+
+                # The partition lasts 8 s: publishing on A keeps failing fast; the newsroom
+                # goes on through node B, whose readers see it live.
+                took: list[float] = [first_took]
+                during: list[str] = []
+                n = 0
+                while time.monotonic() - cut_at < 8.0:
+                    r, seconds = await timed(publish(http_a, "during (A)"))
+                    assert r.status_code == 503, r.text
+                    took.append(seconds)
+                    for _ in range(4):
+                        r = await publish(http_b, f"during (B) {n}")
+                        assert r.status_code == 201, r.text
+                        during.append(r.json()["cursor"])
+                        n += 1
+                    await asyncio.sleep(0.5)
+                report(f"slowest of {len(took)} publishes on the cut node (all 503)", max(took))
+                assert max(stale_after, readyz_after, *took) < BOUND
+                assert all(x.stale == [True] for x in readers)
+                assert all(not x.stale for x in others)
+                assert all(x.cursor == during[-1] for x in others)
+
+                netns.heal()
+                healed_at = time.monotonic()
+                back = await until(lambda: all(x.stale == [True, False] for x in readers),
+                                   "readers told the feed is back", healed_at)
+                caught_up = await until(lambda: all(x.cursor == during[-1] for x in readers),
+                                        "what they missed", healed_at)
+                report("after the heal, every reader told stale:false after", back)
+                report("after the heal, every reader had all it missed after", caught_up)
+                await wait_for(lambda: node_a.runtime.ready, "node A ready again")
+                assert (await http_a.get("/readyz")).status_code == 200
+                for n in range(5):
+                    r = await publish(http_a, f"after {n}")
+                    assert r.status_code == 201, r.text
+                last = r.json()["cursor"]
+                await wait_for(lambda: all(x.cursor == last for x in (*readers, *others)),
+                               "the items after")
+                await check_exact([*readers, *others], redis, key)
+                # Nobody reconnected: the readers kept their ticker through the partition.
+                assert all(x.connections == 1 for x in (*readers, *others))
+                # What A answered 503 was never written, and nothing was written twice.
+                texts = [fields[b"text"] for _, fields in await redis.xrange(key)]
+                assert b"during (A)" not in texts
+                assert len(texts) == len(set(texts)) == 10 + len(during) + 5
+            finally:
+                await stop_readers([*readers, *others])
+    finally:
+        await redis.aclose()
+
+
+async def test_a_command_given_up_in_a_partition_is_not_written_when_it_heals(
+    netns: Netns, tmp_path: Path  # noqa: F811 (the fixture)
+) -> None:
+    """An XADD that timed out during a partition stays unwritten after the network heals: the
+    kernel would otherwise retransmit it for minutes and Redis would apply it late (TCP_USER_
+    TIMEOUT, ticker/redis/connection.py). Without the option this test fails (tried)."""
+    tcp_url, unix_url = redis_inside(netns, tmp_path)
+    client, local = redis_client(tcp_url), redis_client(unix_url)
+    try:
+        assert await client.ping()
+        netns.cut()
+        started = time.monotonic()
+        try:
+            await client.xadd("orphan", {"text": "given up"})
+            raise AssertionError("the XADD went through a partition")
+        except RedisTimeoutError:
+            pass
+        took = time.monotonic() - started
+        report("an XADD in a partition gave up after", took)
+        assert reply_timeout() - 0.1 < took < BOUND
+        await asyncio.sleep(2.0)  # the partition lasts on past the kernel's own timeout
+        netns.heal()
+        await asyncio.sleep(3.0)  # long enough for a retransmission to land
+        assert await local.xlen("orphan") == 0
+        assert await client.xadd("orphan", {"text": "after"})  # and the client works again
+        assert await local.xlen("orphan") == 1
+    finally:
+        await client.aclose()
+        await local.aclose()
+
