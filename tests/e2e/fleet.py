@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,18 +209,26 @@ class Relay:
     def release(self) -> None:
         self.flowing.set()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    gated: bool) -> None:
+    async def _chunks(self, reader: asyncio.StreamReader, gated: bool) -> AsyncIterator[bytes]:
+        while data := await reader.read(65536):
+            if gated:
+                await self.flowing.wait()
+            yield data
+
+    @staticmethod
+    async def _send(chunks: AsyncIterator[bytes], writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
-                if gated:
-                    await self.flowing.wait()
+            async for data in chunks:
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
             writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    gated: bool) -> None:
+        await self._send(self._chunks(reader, gated), writer)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -235,6 +243,57 @@ class Relay:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class SlowLink(Relay):
+    """A TCP relay that stands for a slow, lossy network between a node and Redis, in user space
+    (this kernel has no `tc netem`): every chunk read from one side is written to the other
+    `delay` seconds later, in each direction; a `loss` fraction of the chunks is held back a
+    further `stall` seconds, as a lost segment waits for its retransmission, and, as in TCP,
+    the bytes behind a held chunk wait behind it: order is never changed, nothing is dropped."""
+
+    def __init__(self, target_port: int, *, delay: float = 0.3, loss: float = 0.05,
+                 stall: tuple[float, float] = (0.2, 0.4), seed: int = 18) -> None:
+        super().__init__(target_port)
+        self.delay, self.loss, self.stall = delay, loss, stall
+        self.random = random.Random(seed)  # the same losses on every run
+        self.chunks = 0
+        self.stalled = 0
+
+    async def _read(self, source: asyncio.StreamReader,
+                    queue: asyncio.Queue[tuple[float, bytes]]) -> None:
+        loop = asyncio.get_running_loop()
+        due = 0.0
+        try:
+            while data := await source.read(65536):
+                self.chunks += 1
+                extra = 0.0
+                if self.random.random() < self.loss:
+                    self.stalled += 1
+                    extra = self.random.uniform(*self.stall)
+                # Nothing overtakes a held chunk (TCP delivers bytes in order).
+                due = max(due, loop.time() + self.delay + extra)
+                queue.put_nowait((due, data))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            queue.put_nowait((due, b""))  # the end, after everything before it
+
+    async def _due(self, queue: asyncio.Queue[tuple[float, bytes]]) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        while True:
+            due, data = await queue.get()
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            if not data:
+                return
+            yield data
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    gated: bool) -> None:
+        """One direction: chunks read at once, each written when due (never gated)."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        await asyncio.gather(self._read(reader, queue), self._send(self._due(queue), writer))
 
 
 # -- a reader like the widget ----------------------------------------------------------------

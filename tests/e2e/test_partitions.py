@@ -5,6 +5,9 @@ uvicorn), real websocket and SSE readers, each checked for loss, duplicates and 
   partition makes every packet between the two vanish (tests/e2e/netns.py: no reset, no ICMP).
   The node's readers are told `stale`, its publishes answer 503 and /readyz 503, each within
   `BOUND`; when it heals the node carries on by itself and every reader gets what it missed.
+- 300 ms of latency each way and lost segments between a node and Redis during a burst, made
+  by a user-space relay (`fleet.SlowLink`: this kernel has no netem): everything arrives, in
+  order, once, and latency alone never makes the node stale or unready.
 
 The figures each test measures are printed (`pytest -s`) and kept in docs/reliability.md.
 """
@@ -12,17 +15,21 @@ The figures each test measures are printed (`pytest -s`) and kept in docs/reliab
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tests.conftest import TIMEOUT, make_settings, running_server
+from tests.conftest import TIMEOUT, RedisServer, make_settings, running_server
 from tests.e2e.fleet import (
+    SlowLink,
     SSEReader,
     check_exact,
+    publish_burst,
     start_readers,
     stop_readers,
     wait_for,
@@ -194,4 +201,78 @@ async def test_a_command_given_up_in_a_partition_is_not_written_when_it_heals(
     finally:
         await client.aclose()
         await local.aclose()
+
+
+async def test_300_ms_each_way_and_lost_segments_to_redis_during_a_burst(
+    redis_server: RedisServer, redis: Redis, prefix: str
+) -> None:
+    link = await SlowLink(redis_server.port, delay=0.3, loss=0.05, stall=(0.2, 0.4)).start()
+    keys = Keys(prefix)
+    key = keys.stream("en")
+    token = await Tokens(redis, keys).create("slowlink")
+    auth = {"Authorization": f"Bearer {token}"}
+    # Production timers: the XREAD BLOCK is 1 s, a reply is awaited 2 s beyond it.
+    settings = make_settings(f"redis://127.0.0.1:{link.port}/0", prefix, read_block_ms=1000)
+    try:
+        async with running_server(settings) as node, \
+                httpx.AsyncClient(base_url=node.http, timeout=TIMEOUT) as http:
+            readers = [
+                *await start_readers(20, lambda c: node.ws("en", c)),
+                *await start_readers(5, lambda _: node.http + "/sse/en", kind=SSEReader),
+            ]
+            unready: list[float] = []
+
+            async def watch() -> None:
+                while True:
+                    if not node.runtime.ready:
+                        unready.append(time.monotonic())
+                    await asyncio.sleep(0.05)
+
+            took: list[float] = []
+
+            async def through_the_node(worker: int) -> None:
+                for n in range(6):
+                    r, seconds = await timed(http.post(
+                        "/api/channels/en/items", json={"text": f"desk {worker}-{n}"},
+                        headers=auth))
+                    assert r.status_code == 201, r.text
+                    took.append(seconds)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                started = time.monotonic()
+                # The wires XADD straight into Redis while six desks publish through the node:
+                # everything the node reads and writes crosses the slow link.
+                desks = [asyncio.create_task(through_the_node(w)) for w in range(6)]
+                wired = await publish_burst(redis, key, 300, batch=10, pause=0.1, label="wire")
+                await asyncio.gather(*desks)
+                done = time.monotonic()
+                rows = await redis.xrevrange(key, count=1)
+                last = rows[0][0].decode()
+                await wait_for(lambda: all(x.cursor == last for x in readers),
+                               "every reader has the whole burst", 30)
+                lag = time.monotonic() - done
+            finally:
+                watcher.cancel()
+            hub = node.runtime.hub.counters
+            written = sum(hub.latency_counts)
+            report(f"burst of {len(wired)} XADDs and {len(took)} HTTP publishes took",
+                   done - started)
+            report("HTTP publish through the link, median", statistics.median(took))
+            report("HTTP publish through the link, slowest", max(took))
+            report("mean publish-to-write on the node", hub.latency_sum / written)
+            report("last reader complete after the last publish", lag)
+            print(f"[partition] the link relayed {link.chunks} chunks, held back "
+                  f"{link.stalled} ({100 * link.stalled / link.chunks:.1f} %)", flush=True)
+            await check_exact(readers, redis, key)
+            assert len(wired) + len(took) == 336
+            # Latency is not an outage: no reader was told stale, the node stayed ready, and
+            # nobody was disconnected.
+            assert all(x.stale == [] for x in readers)
+            assert unready == []
+            assert all(x.connections == 1 for x in readers)
+            assert link.stalled > 0 and min(took) > 4 * link.delay  # it was slow indeed
+            await stop_readers(readers)
+    finally:
+        await link.close()
 
