@@ -13,10 +13,11 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,8 @@ class Reader:
     connections: int = 0
     frames_broken: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    # A connected socket to speak over (one made in another network namespace), else the URL's.
+    sock: Callable[[], Awaitable[socket.socket]] | None = None
 
     def start(self) -> Reader:
         self.task = asyncio.create_task(self.run())
@@ -345,8 +348,9 @@ class Reader:
         while True:
             code: int | None = None
             try:
+                sock = await self.sock() if self.sock is not None else None
                 async with websockets.connect(self.url(self.cursor), open_timeout=TIMEOUT,
-                                              additional_headers=headers,
+                                              additional_headers=headers, sock=sock,
                                               ping_interval=None) as ws:
                     self.connections += 1
                     async for raw in ws:

@@ -8,6 +8,10 @@ uvicorn), real websocket and SSE readers, each checked for loss, duplicates and 
 - 300 ms of latency each way and lost segments between a node and Redis during a burst, made
   by a user-space relay (`fleet.SlowLink`: this kernel has no netem): everything arrives, in
   order, once, and latency alone never makes the node stale or unready.
+- A partition between readers and a node: the websocket readers live in a network namespace
+  and vanish without a FIN or a reset. The node's pings find them within two ping intervals,
+  and their memory, hub entries and per-address slots are let go: the same address may open
+  as many connections again, and each reader resumes by cursor with nothing lost.
 
 The figures each test measures are printed (`pytest -s`) and kept in docs/reliability.md.
 """
@@ -15,17 +19,23 @@ The figures each test measures are printed (`pytest -s`) and kept in docs/reliab
 from __future__ import annotations
 
 import asyncio
+import gc
+import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tests.conftest import TIMEOUT, RedisServer, make_settings, running_server
 from tests.e2e.fleet import (
+    Reader,
     SlowLink,
     SSEReader,
     check_exact,
@@ -39,6 +49,7 @@ from ticker.redis.connection import connect as redis_client
 from ticker.redis.connection import reply_timeout
 from ticker.redis.keys import Keys
 from ticker.redis.tokens import Tokens
+from ticker.transport.websocket import TickerWebSocket
 
 # What the node promises in a partition from Redis, at the production settings
 # (TICKER_READ_BLOCK_MS=1000, TICKER_REDIS_TIMEOUT=2): readers told stale, publishing 503 and
@@ -276,3 +287,87 @@ async def test_300_ms_each_way_and_lost_segments_to_redis_during_a_burst(
     finally:
         await link.close()
 
+
+def websockets_alive() -> int:
+    """Server-side websocket objects still in memory (after a collection)."""
+    gc.collect()
+    return sum(isinstance(o, TickerWebSocket) for o in gc.get_objects())
+
+
+async def test_readers_cut_off_without_a_close_are_found_by_pings_and_let_go(
+    netns: Netns, redis_url: str, redis: Redis, prefix: str  # noqa: F811 (the fixture)
+) -> None:
+    cap = 8  # TICKER_MAX_CONNECTIONS_PER_IP: the readers fill it
+    interval = 1.0  # TICKER_PING_INTERVAL (20 s in production)
+    key = Keys(prefix).stream("en")
+    settings = make_settings(redis_url, prefix, host=netns.host, ping_interval=interval,
+                             max_connections_per_ip=cap)
+    baseline = websockets_alive()
+    async with running_server(settings) as node, \
+            httpx.AsyncClient(base_url=f"http://{netns.host}:{node.port}") as http:
+        runtime, hub = node.runtime, node.runtime.hub
+
+        def url(cursor: str | None) -> str:
+            return f"ws://{netns.host}:{node.port}/ws/en" + (f"?cursor={cursor}" if cursor else "")
+
+        async def inside() -> socket.socket:
+            """A connection from the namespace: the readers' address is netns.inside."""
+            sock = netns.socket_inside()
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, (netns.host, node.port))
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        async def open_readers() -> int:
+            text = (await http.get("/metrics")).text
+            return int(sum(s.value for f in text_string_to_metric_families(text)
+                           for s in f.samples if s.name == "ticker_connections"))
+
+        readers = [Reader(url, sock=inside).start() for _ in range(cap)]
+        try:
+            await wait_for(lambda: all(r.first_cursor is not None for r in readers),
+                           "the readers' snapshots")
+            assert runtime.ws_cap.open == {netns.inside: cap}
+            before = await publish_burst(redis, key, 5, label="before")
+            await wait_for(lambda: all(r.cursor == before[-1] for r in readers), "before")
+            await asyncio.sleep(2.5 * interval)  # pings come and are answered
+            assert hub.counters.pings_missed == 0 and hub.connections() == cap
+            assert websockets_alive() == baseline + cap
+
+            netns.cut()  # the readers vanish: no FIN, no reset, nothing more from them
+            cut_at = time.monotonic()
+            during = await publish_burst(redis, key, 5, label="during")  # into the void
+            found = await until(lambda: hub.connections() == 0, "half-open readers dropped",
+                                cut_at)
+            report(f"{cap} half-open readers found by pings (interval {interval:.0f} s) after",
+                   found)
+            assert found < 2 * interval + 1.0  # two intervals, on the once-a-second tick
+            assert hub.counters.pings_missed == cap
+            assert runtime.ws_cap.open == {} and runtime.per_channel["en"] == 0
+            assert await open_readers() == 0
+            assert websockets_alive() == baseline  # their memory is let go
+            assert all(r.connections == 1 and r.closes == [] for r in readers)  # unaware
+
+            netns.heal()
+            # The readers give up on their dead connections (as a browser does after a while)
+            # and reconnect from the same address with their cursors: all of them fit again.
+            for r in readers:
+                await r.stop()
+                r.start()
+            await wait_for(lambda: all(r.cursor == during[-1] for r in readers),
+                           "the readers back, with what they missed")
+            assert all(r.connections == 2 and r.missed == [len(during)] for r in readers)
+            assert runtime.ws_cap.open == {netns.inside: cap} and await open_readers() == cap
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(url(None), sock=await inside(),
+                                              open_timeout=TIMEOUT):
+                    pass
+            assert refused.value.response.status_code == 429  # the cap still holds
+            after = await publish_burst(redis, key, 5, label="after")
+            await wait_for(lambda: all(r.cursor == after[-1] for r in readers), "after")
+            await check_exact(readers, redis, key)
+        finally:
+            netns.heal()  # so that a reader stopped after a failure closes at once
+            await stop_readers(readers)

@@ -169,7 +169,10 @@ class Runtime:
             try:
                 now = time.monotonic()
                 self.hub.sweep_slow(now)
-                if interval > 0 and now - last_ping >= interval:
+                # Slack for the wake-up's jitter: a tick that wakes a little sooner after its
+                # second than the last one did must not put the ping off by a whole second
+                # (with a 1 s interval, pings went out 1 or 2 s apart).
+                if interval > 0 and now - last_ping >= interval - 0.25:
                     last_ping = now
                     self.hub.ping()
                 if self.pending_dead and self.reader.connected:
