@@ -1,15 +1,20 @@
-"""Leases: which node does a job only one node may do at a time (`{prefix}:lease:{name}`).
+"""One node at a time: leases (`{prefix}:lease:{name}`) and fenced position moves.
 
 A lease is taken or renewed for a number of milliseconds by its owner (a string unique to
 the process); a node that dies loses it when it runs out, and another takes it. Used by the
-webhook and Web Push fan-outs and each webhook subscription's delivery.
+webhook and Web Push fan-outs and each webhook subscription's delivery. A lease can outlive
+a paused holder for a moment, so a fan-out also moves its positions with `move_positions`:
+its writes happen only if the positions are still the ones it started from.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from ticker.redis.keys import Keys
 
@@ -41,3 +46,27 @@ class Leases:
 
     async def release(self, name: str, owner: str) -> None:
         await self._give_up(keys=[self.keys.lease(name)], args=[owner])
+
+
+async def move_positions(redis: Redis, key: str, before: Mapping[str, str],
+                         after: Mapping[str, str], writes: Callable[[Pipeline], None]) -> bool:
+    """In one transaction: `writes` (queued on the pipeline) and the hash `key` moved from
+    `before` to `after`. False, with nothing written, if `key` no longer holds `before`
+    (another node moved it first)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(key)
+            raw: Any = await pipe.hgetall(key)
+            current = {k.decode(): v.decode() for k, v in raw.items()}
+            if any(current.get(name) != place for name, place in before.items()):
+                await pipe.unwatch()  # type: ignore[no-untyped-call]
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            writes(pipe)
+            if after:
+                moved: dict[Any, Any] = dict(after)
+                pipe.hset(key, mapping=moved)
+            await pipe.execute()
+        except WatchError:
+            return False
+    return True

@@ -25,11 +25,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from ticker.core.clock import now_ms
 from ticker.core.push import MAX_TTL, PushSubscription
 from ticker.redis.keys import Keys
+from ticker.redis.leases import move_positions
 
 JOBS_MAXLEN: Final = 10_000
 DONE_TTL: Final = 24 * 3600
@@ -91,30 +92,16 @@ class PushStore:
                       jobs: Iterable[Mapping[str, str]]) -> bool:
         """Add `jobs` and move the positions from `before` to `after` in one transaction;
         False (nothing written) if another node moved them meanwhile."""
-        key = f"{self.keys.prefix}:push-fanout"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                raw: Any = await pipe.hgetall(key)
-                current = {k.decode(): v.decode() for k, v in raw.items()}
-                if any(current.get(ch) != pos for ch, pos in before.items()):
-                    await pipe.unwatch()  # type: ignore[no-untyped-call]
-                    return False
-                pipe.multi()  # type: ignore[no-untyped-call]
-                for job in jobs:
-                    fields: dict[Any, Any] = dict(job)
-                    pipe.xadd(self._k("jobs"), fields, maxlen=JOBS_MAXLEN, approximate=True)
-                    if job.get("kind") == "flash":
-                        # Remembered from now on, so that a kill soon after withdraws it.
-                        pipe.zadd(self._k("sent", job["edition"]),
-                                  {job["id"]: int(job["until"])})
-                if after:
-                    positions: dict[Any, Any] = dict(after)
-                    pipe.hset(key, mapping=positions)
-                await pipe.execute()
-            except WatchError:
-                return False
-        return True
+        def writes(pipe: Pipeline) -> None:
+            for job in jobs:
+                fields: dict[Any, Any] = dict(job)
+                pipe.xadd(self._k("jobs"), fields, maxlen=JOBS_MAXLEN, approximate=True)
+                if job.get("kind") == "flash":
+                    # Remembered from now on, so that a kill soon after withdraws it.
+                    pipe.zadd(self._k("sent", job["edition"]), {job["id"]: int(job["until"])})
+
+        return await move_positions(self.redis, f"{self.keys.prefix}:push-fanout", before,
+                                    after, writes)
 
     # -- jobs ----------------------------------------------------------------------------
 

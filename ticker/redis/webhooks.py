@@ -27,12 +27,12 @@ from typing import Any, Final
 
 from cryptography.fernet import Fernet, InvalidToken
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from ticker.core.errors import ValidationError
 from ticker.core.webhooks import MAX_SUBSCRIPTIONS, SUBSCRIPTION_ID, Subscription, new_secret
 from ticker.redis.keys import Keys
-from ticker.redis.leases import Leases
+from ticker.redis.leases import Leases, move_positions
 
 OUTBOX_MAXLEN: Final = 100_000  # events per subscription waiting; beyond, the oldest go
 DEAD_MAXLEN: Final = 10_000
@@ -164,28 +164,15 @@ class Webhooks:
         """Queue `events` (subscription id, message id, channel, body) and move the fan-out
         positions from `before` to `after`, in one transaction; False (nothing written) if
         the positions moved meanwhile (another node fanned out: never queue twice)."""
-        key = self.keys.webhook_fanout
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                raw: Any = await pipe.hgetall(key)
-                current = {k.decode(): v.decode() for k, v in raw.items()}
-                if any(current.get(ch) != pos for ch, pos in before.items()):
-                    await pipe.unwatch()  # type: ignore[no-untyped-call]
-                    return False
-                pipe.multi()  # type: ignore[no-untyped-call]
-                for sub_id, mid, channel, body in events:
-                    fields: dict[Any, Any] = {"mid": mid, "ch": channel, "body": body,
-                                              "at": str(now)}
-                    pipe.xadd(self.keys.webhook(sub_id, "out"), fields,
-                              maxlen=OUTBOX_MAXLEN, approximate=True)
-                if after:
-                    positions: dict[Any, Any] = dict(after)
-                    pipe.hset(key, mapping=positions)
-                await pipe.execute()
-            except WatchError:
-                return False
-        return True
+        def writes(pipe: Pipeline) -> None:
+            for sub_id, mid, channel, body in events:
+                fields: dict[Any, Any] = {"mid": mid, "ch": channel, "body": body,
+                                          "at": str(now)}
+                pipe.xadd(self.keys.webhook(sub_id, "out"), fields, maxlen=OUTBOX_MAXLEN,
+                          approximate=True)
+
+        return await move_positions(self.redis, self.keys.webhook_fanout, before, after,
+                                    writes)
 
     async def enqueue_one(self, sub_id: str, mid: str, channel: str, body: bytes,
                           now: int) -> str:
