@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,38 +207,67 @@ async def test_tls_with_certificate_verification(tmp_path: Path, prefix: str) ->
 # -- Sentinel ---------------------------------------------------------------------------------
 
 
-async def test_sentinel_follows_a_failover_and_loses_nothing(
-    tmp_path: Path, prefix: str
-) -> None:
+@dataclass
+class SentinelSetup:
+    """A primary, its replica (synced) and one sentinel that sees both, on loopback."""
+
+    master: Proc
+    master_port: int
+    replica_port: int
+    sentinel: sync_redis.Redis
+    url: str  # redis+sentinel:// for the node
+    deadline: float  # TIMEOUT after the start; the tests' later waits count from it
+
+
+@contextlib.asynccontextmanager
+async def sentinel_setup(tmp_path: Path, down_after_ms: int) -> AsyncIterator[SentinelSetup]:
+    """Start the three, wait until the replica is synced and the sentinel sees it; stop them
+    after the test."""
     binary = find_redis_server()
     master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
     common = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
     with procs() as started:
-        started.append(launch(binary, "--port", str(master_port), "--dir", str(tmp_path),
-                              *common, port=master_port))
+        master = launch(binary, "--port", str(master_port), "--dir", str(tmp_path), *common,
+                        port=master_port)
+        started.append(master)
         (tmp_path / "replica").mkdir()
         started.append(launch(binary, "--port", str(replica_port), "--replicaof", "127.0.0.1",
                               str(master_port), "--dir", str(tmp_path / "replica"), *common,
                               port=replica_port))
         replica = sync_redis.Redis(port=replica_port)
-        deadline = time.monotonic() + TIMEOUT
-        while replica.info("replication")["master_link_status"] != "up":
-            assert time.monotonic() < deadline, "replica never synced"
-            await asyncio.sleep(0.05)
-        conf = tmp_path / "sentinel.conf"
-        conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                        f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
-                        "sentinel down-after-milliseconds mymaster 2000\n"
-                        "sentinel failover-timeout mymaster 10000\n")
-        started.append(launch(binary, str(conf), "--sentinel", port=sentinel_port))
-        sentinel = sync_redis.Redis(port=sentinel_port, decode_responses=True)
-        while not sentinel.execute_command("SENTINEL", "REPLICAS", "mymaster"):
-            assert time.monotonic() < deadline + TIMEOUT, "sentinel never saw the replica"
-            await asyncio.sleep(0.05)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while replica.info("replication")["master_link_status"] != "up":
+                assert time.monotonic() < deadline, "replica never synced"
+                await asyncio.sleep(0.05)
+            conf = tmp_path / "sentinel.conf"
+            conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+                            f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
+                            "sentinel failover-timeout mymaster 10000\n")
+            started.append(launch(binary, str(conf), "--sentinel", port=sentinel_port))
+            sentinel = sync_redis.Redis(port=sentinel_port, decode_responses=True)
+            try:
+                while not sentinel.execute_command("SENTINEL", "REPLICAS", "mymaster"):
+                    assert time.monotonic() < deadline + TIMEOUT, \
+                        "sentinel never saw the replica"
+                    await asyncio.sleep(0.05)
+                yield SentinelSetup(master, master_port, replica_port, sentinel,
+                                    f"redis+sentinel://127.0.0.1:{sentinel_port}/mymaster/0",
+                                    deadline)
+            finally:
+                sentinel.close()
+        finally:
+            replica.close()
 
-        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/mymaster/0"
-        settings = make_settings(url, prefix, channels="en")
-        client = redis_client(url)
+
+async def test_sentinel_follows_a_failover_and_loses_nothing(
+    tmp_path: Path, prefix: str
+) -> None:
+    async with sentinel_setup(tmp_path, down_after_ms=2000) as setup:
+        sentinel, replica_port, deadline = setup.sentinel, setup.replica_port, setup.deadline
+        settings = make_settings(setup.url, prefix, channels="en")
+        client = redis_client(setup.url)
         keys = Keys.for_settings(settings)
         try:
             await exercise(settings, client)
@@ -262,7 +291,7 @@ async def test_sentinel_follows_a_failover_and_loses_nothing(
                     pool: Any = server.runtime.redis.connection_pool
                     await wait_for(lambda: pool.master_address == ("127.0.0.1", replica_port),
                                    "the node follows the new master")
-                    old = sync_redis.Redis(port=master_port, decode_responses=True)
+                    old = sync_redis.Redis(port=setup.master_port, decode_responses=True)
                     assert old.info("replication")["role"] == "master"  # not demoted yet
                     old.close()
                     assert await follow_failover(client)  # the test's own client too
@@ -289,8 +318,6 @@ async def test_sentinel_follows_a_failover_and_loses_nothing(
                     await stop_readers(readers)
         finally:
             await client.aclose()
-            replica.close()
-            sentinel.close()
 
 
 # -- Redis Cluster ------------------------------------------------------------------------------
@@ -387,35 +414,10 @@ async def test_a_killed_primary_during_a_burst_loses_no_publish_a_replica_acknow
     The primary is killed with -9 mid-burst and Sentinel promotes the replica: every publish
     answered 201 with `replicas: 1` is on the new primary and reached every reader, once,
     in order."""
-    binary = find_redis_server()
-    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
-    common = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-    with procs() as started:
-        master = launch(binary, "--port", str(master_port), "--dir", str(tmp_path), *common,
-                        port=master_port)
-        started.append(master)
-        (tmp_path / "replica").mkdir()
-        started.append(launch(binary, "--port", str(replica_port), "--replicaof", "127.0.0.1",
-                              str(master_port), "--dir", str(tmp_path / "replica"), *common,
-                              port=replica_port))
-        replica = sync_redis.Redis(port=replica_port)
-        deadline = time.monotonic() + TIMEOUT
-        while replica.info("replication")["master_link_status"] != "up":
-            assert time.monotonic() < deadline, "replica never synced"
-            await asyncio.sleep(0.05)
-        conf = tmp_path / "sentinel.conf"
-        conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                        f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
-                        "sentinel down-after-milliseconds mymaster 1000\n"
-                        "sentinel failover-timeout mymaster 10000\n")
-        started.append(launch(binary, str(conf), "--sentinel", port=sentinel_port))
-        sentinel = sync_redis.Redis(port=sentinel_port, decode_responses=True)
-        while not sentinel.execute_command("SENTINEL", "REPLICAS", "mymaster"):
-            assert time.monotonic() < deadline + TIMEOUT, "sentinel never saw the replica"
-            await asyncio.sleep(0.05)
-        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/mymaster/0"
-        settings = make_settings(url, prefix, channels="en", redis_wait_replicas=1)
-        client = redis_client(url)
+    async with sentinel_setup(tmp_path, down_after_ms=1000) as setup:
+        master, replica_port, deadline = setup.master, setup.replica_port, setup.deadline
+        settings = make_settings(setup.url, prefix, channels="en", redis_wait_replicas=1)
+        client = redis_client(setup.url)
         keys = Keys.for_settings(settings)
         durable: list[str] = []
         outcomes: list[str] = []
@@ -474,5 +476,3 @@ async def test_a_killed_primary_during_a_burst_loses_no_publish_a_replica_acknow
                   f"outcomes {' '.join(outcomes)}")
         finally:
             await client.aclose()
-            replica.close()
-            sentinel.close()
