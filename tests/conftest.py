@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,7 @@ class Server:
 
 
 async def start_server(settings: Settings, port: int = 0, *, wait_ready: bool = True,
-                       server_class: type[uvicorn.Server] = uvicorn.Server,
+                       server_class: Callable[[uvicorn.Config], uvicorn.Server] = uvicorn.Server,
                        **extra: Any) -> Server:
     """Start uvicorn with our app on 127.0.0.1:`port` (0: a free one), in this event loop."""
     options: dict[str, Any] = {"timeout_graceful_shutdown": 2}

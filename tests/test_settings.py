@@ -158,6 +158,8 @@ def test_bad_numbers_are_config_errors(var: str, value: str) -> None:
         ({"TICKER_READ_BLOCK_MS": "5000"}, "read_block_ms"),
         ({"TICKER_REDIS_TIMEOUT": "0"}, "redis_timeout"),
         ({"TICKER_REDIS_TIMEOUT": "61"}, "redis_timeout"),
+        ({"TICKER_CLIENT_TIMEOUT": "-1"}, "client_timeout"),
+        ({"TICKER_CLIENT_TIMEOUT": "3601"}, "client_timeout"),
         ({"TICKER_LOG_LEVEL": "verbose"}, "log_level"),
         ({"TICKER_LOG_LEVEL": "INFO"}, "log_level"),
         ({"TICKER_KEY_PREFIX": "has space"}, "key_prefix"),

@@ -17,11 +17,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import websockets
 from redis.asyncio import Redis
@@ -377,7 +378,9 @@ class SSEReader(Reader):
 
     async def run(self) -> None:
         headers = {"Origin": self.origin} if self.origin else {}
-        async with httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, read=None)) as http:
+        transport = SocketTransport(self.sock) if self.sock is not None else None
+        async with httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, read=None),
+                                     transport=transport) as http:
             while True:
                 code: int | None = None
                 resume = {"Last-Event-ID": self.cursor} if self.cursor else {}
@@ -396,6 +399,86 @@ class SSEReader(Reader):
                     code = -1
                 self.closes.append(code)
                 await asyncio.sleep(random.uniform(0.02, 0.1))
+
+
+class SocketTransport(httpx.AsyncBaseTransport):
+    """httpx over connected sockets made elsewhere (in another network namespace): httpcore's
+    connection pool with a network backend of our own (its public extension point)."""
+
+    def __init__(self, sock: Callable[[], Awaitable[socket.socket]]) -> None:
+        self.pool = httpcore.AsyncConnectionPool(network_backend=SocketBackend(sock))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        answer = await self.pool.handle_async_request(httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
+                             port=request.url.port, target=request.url.raw_path),
+            headers=request.headers.raw, content=request.stream,
+            extensions=request.extensions))
+        return httpx.Response(status_code=answer.status, headers=answer.headers,
+                              stream=AnswerStream(answer), extensions=answer.extensions)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class AnswerStream(httpx.AsyncByteStream):
+    def __init__(self, answer: httpcore.Response) -> None:
+        self.answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self.answer.aiter_stream():
+            yield part
+
+    async def aclose(self) -> None:
+        await self.answer.aclose()
+
+
+class SocketBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, sock: Callable[[], Awaitable[socket.socket]]) -> None:
+        self.sock = sock
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        reader, writer = await asyncio.open_connection(sock=await self.sock())
+        return SocketStream(reader, writer)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("SocketBackend speaks TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class SocketStream(httpcore.AsyncNetworkStream):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.reader.read(max_bytes)
+        except TimeoutError:
+            raise httpcore.ReadTimeout("no bytes within the read timeout") from None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.writer.write(buffer)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise httpcore.WriteTimeout("the write did not drain in time") from None
+
+    async def aclose(self) -> None:
+        self.writer.close()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.writer.get_extra_info(info)
 
 
 async def start_readers(n: int, url: Callable[[str | None], str],

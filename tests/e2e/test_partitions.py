@@ -11,7 +11,9 @@ uvicorn), real websocket and SSE readers, each checked for loss, duplicates and 
 - A partition between readers and a node: the websocket readers live in a network namespace
   and vanish without a FIN or a reset. The node's pings find them within two ping intervals,
   and their memory, hub entries and per-address slots are let go: the same address may open
-  as many connections again, and each reader resumes by cursor with nothing lost.
+  as many connections again, and each reader resumes by cursor with nothing lost. SSE readers
+  have no pings: the kernel drops them once a heartbeat has gone unacknowledged for
+  `TICKER_CLIENT_TIMEOUT`, beside a node with that setting off that does not.
 
 The figures each test measures are printed (`pytest -s`) and kept in docs/reliability.md.
 """
@@ -23,7 +25,7 @@ import gc
 import socket
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,7 @@ from tests.e2e.fleet import (
     wait_for,
 )
 from tests.e2e.netns import Netns, netns, redis_inside  # noqa: F401 (the fixture)
+from tests.e2e.ticker_node import node as ticker_node
 from ticker.redis.connection import connect as redis_client
 from ticker.redis.connection import reply_timeout
 from ticker.redis.keys import Keys
@@ -288,6 +291,41 @@ async def test_300_ms_each_way_and_lost_segments_to_redis_during_a_burst(
         await link.close()
 
 
+def from_inside(space: Netns, port: int) -> Callable[[], Awaitable[socket.socket]]:
+    """Connections from the namespace to a node on the host: the readers' address is
+    space.inside."""
+
+    async def connect() -> socket.socket:
+        sock = space.socket_inside()
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (space.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    return connect
+
+
+async def open_connections(http: httpx.AsyncClient) -> int:
+    """`ticker_connections` of the node: its open websockets and SSE streams."""
+    text = (await http.get("/metrics")).text
+    return int(sum(s.value for f in text_string_to_metric_families(text)
+                   for s in f.samples if s.name == "ticker_connections"))
+
+
+async def back_after_heal(space: Netns, readers: Sequence[Reader], last: str) -> None:
+    """Heal; the readers give up on their dead connections (as a browser does after a while)
+    and reconnect from the same address with their cursors (`?cursor=` or Last-Event-ID):
+    all of them must fit again and reach `last`, what they missed included."""
+    space.heal()
+    for r in readers:
+        await r.stop()
+        r.start()
+    await wait_for(lambda: all(r.cursor == last for r in readers),
+                   "the readers back, with what they missed")
+
+
 def websockets_alive() -> int:
     """Server-side websocket objects still in memory (after a collection)."""
     gc.collect()
@@ -310,20 +348,10 @@ async def test_readers_cut_off_without_a_close_are_found_by_pings_and_let_go(
         def url(cursor: str | None) -> str:
             return f"ws://{netns.host}:{node.port}/ws/en" + (f"?cursor={cursor}" if cursor else "")
 
-        async def inside() -> socket.socket:
-            """A connection from the namespace: the readers' address is netns.inside."""
-            sock = netns.socket_inside()
-            try:
-                await asyncio.get_running_loop().sock_connect(sock, (netns.host, node.port))
-            except OSError:
-                sock.close()
-                raise
-            return sock
+        inside = from_inside(netns, node.port)
 
         async def open_readers() -> int:
-            text = (await http.get("/metrics")).text
-            return int(sum(s.value for f in text_string_to_metric_families(text)
-                           for s in f.samples if s.name == "ticker_connections"))
+            return await open_connections(http)
 
         readers = [Reader(url, sock=inside).start() for _ in range(cap)]
         try:
@@ -350,14 +378,7 @@ async def test_readers_cut_off_without_a_close_are_found_by_pings_and_let_go(
             assert websockets_alive() == baseline  # their memory is let go
             assert all(r.connections == 1 and r.closes == [] for r in readers)  # unaware
 
-            netns.heal()
-            # The readers give up on their dead connections (as a browser does after a while)
-            # and reconnect from the same address with their cursors: all of them fit again.
-            for r in readers:
-                await r.stop()
-                r.start()
-            await wait_for(lambda: all(r.cursor == during[-1] for r in readers),
-                           "the readers back, with what they missed")
+            await back_after_heal(netns, readers, during[-1])
             assert all(r.connections == 2 and r.missed == [len(during)] for r in readers)
             assert runtime.ws_cap.open == {netns.inside: cap} and await open_readers() == cap
             with pytest.raises(websockets.InvalidStatus) as refused:
@@ -371,3 +392,65 @@ async def test_readers_cut_off_without_a_close_are_found_by_pings_and_let_go(
         finally:
             netns.heal()  # so that a reader stopped after a failure closes at once
             await stop_readers(readers)
+
+
+async def test_sse_readers_cut_off_without_a_close_are_dropped_by_the_client_timeout(
+    netns: Netns, redis_url: str, redis: Redis, prefix: str  # noqa: F811 (the fixture)
+) -> None:
+    """SSE has no pings: a half-open stream is found by the kernel, once its heartbeats go
+    unacknowledged for `TICKER_CLIENT_TIMEOUT` (TCP_USER_TIMEOUT, set on the listening
+    socket). A second node with the setting off (0) is the control: its half-open streams
+    are still counted open long after the first node has let its own go."""
+    cap, heartbeat, timeout = 6, 1.0, 2.0  # production: 15 s heartbeats, a 30 s timeout
+    key = Keys(prefix).stream("en")
+    settings = make_settings(redis_url, prefix, host=netns.host, sse_heartbeat=heartbeat,
+                             client_timeout=timeout, max_connections_per_ip=cap)
+    async with ticker_node(settings) as node, \
+            ticker_node(settings.with_(client_timeout=0.0)) as control, \
+            httpx.AsyncClient(base_url=f"http://{netns.host}:{node.port}") as http, \
+            httpx.AsyncClient(base_url=f"http://{netns.host}:{control.port}") as http_control:
+        runtime = node.runtime
+
+        def stream_of(port: int) -> Callable[[str | None], str]:
+            return lambda cursor: f"http://{netns.host}:{port}/sse/en"
+
+        readers = [SSEReader(stream_of(node.port), sock=from_inside(netns, node.port)).start()
+                   for _ in range(cap)]
+        others = [SSEReader(stream_of(control.port),
+                            sock=from_inside(netns, control.port)).start() for _ in range(2)]
+        try:
+            await wait_for(lambda: all(r.first_cursor is not None for r in readers + others),
+                           "the readers' snapshots")
+            assert runtime.ws_cap.open == {netns.inside: cap}
+            assert await open_connections(http) == cap
+            before = await publish_burst(redis, key, 5, label="before")
+            await wait_for(lambda: all(r.cursor == before[-1] for r in readers + others),
+                           "before")
+
+            netns.cut()  # the readers vanish: no FIN, no reset; nothing is published now
+            cut_at = time.monotonic()
+            found = await until(lambda: runtime.ws_cap.open == {}, "half-open streams dropped",
+                                cut_at)
+            report(f"{cap} half-open SSE readers dropped (heartbeat {heartbeat:.0f} s, "
+                   f"client timeout {timeout:.0f} s) after", found)
+            # A heartbeat within `heartbeat`, unacknowledged for `timeout`: dropped.
+            assert found < heartbeat + timeout + 1.0
+            assert await open_connections(http) == 0 and runtime.per_channel["en"] == 0
+            assert all(r.connections == 1 for r in readers)  # they never knew
+            # The control still counts its streams open: only the kernel's ~15 min would end
+            # them.
+            await asyncio.sleep(1.0)
+            assert control.runtime.ws_cap.open == {netns.inside: 2}
+            assert await open_connections(http_control) == 2
+
+            during = await publish_burst(redis, key, 5, label="during")
+            await back_after_heal(netns, readers, during[-1])
+            assert all(r.connections == 2 and r.resets == 0 for r in readers)
+            assert runtime.ws_cap.open == {netns.inside: cap}
+            assert await open_connections(http) == cap
+            after = await publish_burst(redis, key, 5, label="after")
+            await wait_for(lambda: all(r.cursor == after[-1] for r in readers), "after")
+            await check_exact(readers, redis, key)
+        finally:
+            netns.heal()
+            await stop_readers(readers + others)

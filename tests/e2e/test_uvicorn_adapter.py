@@ -21,11 +21,13 @@ import uvicorn
 import websockets
 
 from tests.conftest import TIMEOUT, make_settings, recv_json, running_server
+from tests.e2e.fleet import wait_for
 from tests.e2e.ticker_node import node
 from ticker.node.runtime import Runtime
 from ticker.ops import uvicorn_adapter
 from ticker.ops.server import uvicorn_config
 from ticker.ops.uvicorn_adapter import TickerHttp, TickerServer, UvicornWebSocket
+from ticker.ops.workers import listen_socket
 
 REQUEST = (b"GET /ws/en HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -129,7 +131,7 @@ def test_internal_3_main_loop_and_on_tick_exist_as_the_adapter_overrides_them() 
 
 
 async def test_internal_3_on_tick_answers_should_exit(redis_url: str, prefix: str) -> None:
-    server = TickerServer(uvicorn_config(make_settings(redis_url, prefix)))
+    server = TickerServer(uvicorn_config(make_settings(redis_url, prefix)), client_timeout=0)
     server.config.load()
     assert await server.on_tick(0) is False, broken("3: Server.on_tick", "True while running")
     server.should_exit = True
@@ -138,7 +140,7 @@ async def test_internal_3_on_tick_answers_should_exit(redis_url: str, prefix: st
 
 
 def test_internal_3_the_signal_handler_sets_should_exit(redis_url: str, prefix: str) -> None:
-    server = TickerServer(uvicorn_config(make_settings(redis_url, prefix)))
+    server = TickerServer(uvicorn_config(make_settings(redis_url, prefix)), client_timeout=0)
     server.handle_exit(signal.SIGTERM, None)
     assert server.should_exit, broken(
         "3: Server.handle_exit / should_exit", "SIGTERM no longer sets should_exit")
@@ -186,6 +188,32 @@ async def test_internal_4_the_drain_runs_before_uvicorns_connection_shutdown(
             await raw_upgrade(server.port)
         await stopping
     assert server.runtime.draining, broken("4: Server.shutdown", "the drain step did not run")
+
+
+async def test_the_client_timeout_is_on_every_listening_socket_whoever_made_it(
+        redis_url: str, prefix: str) -> None:
+    # Accepted connections inherit it from the listener (test_partitions.py shows the
+    # effect): uvicorn's own socket from host and port, and a worker's handed in.
+    def user_timeout(sock: socket.socket) -> int:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+
+    settings = make_settings(redis_url, prefix, client_timeout=2.5)
+    async with node(settings) as server:
+        listeners = [sock for s in server.uvicorn.servers for sock in s.sockets]
+        assert listeners and all(user_timeout(sock) == 2500 for sock in listeners)
+    handed = listen_socket("127.0.0.1", 0, listen=False)
+    worker = TickerServer(uvicorn_config(settings), client_timeout=settings.client_timeout)
+    task = asyncio.create_task(worker.serve(sockets=[handed]))
+    try:
+        await wait_for(lambda: worker.started, "the worker's server to start")
+        assert user_timeout(handed) == 2500
+    finally:
+        worker.should_exit = True
+        await task
+        handed.close()
+    off = make_settings(redis_url, prefix, client_timeout=0.0)
+    async with node(off) as server:  # 0: the kernel's own, left alone
+        assert all(user_timeout(sock) == 0 for s in server.uvicorn.servers for sock in s.sockets)
 
 
 # -- the boundary itself ------------------------------------------------------------------

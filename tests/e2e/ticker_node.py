@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn
+
 from tests.conftest import Server, start_server
 from ticker.ops.uvicorn_adapter import TickerServer
 from ticker.process.settings import Settings
@@ -22,7 +24,10 @@ async def start_node(settings: Settings, port: int = 0, **extra: Any) -> Server:
 
     Unlike `running_server`, it is a `TickerServer`, so stopping it drains like production.
     """
-    return await start_server(settings, port, server_class=TickerServer, **extra)
+    def server(config: uvicorn.Config) -> TickerServer:
+        return TickerServer(config, client_timeout=settings.client_timeout)
+
+    return await start_server(settings, port, server_class=server, **extra)
 
 
 @contextlib.asynccontextmanager

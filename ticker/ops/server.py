@@ -88,7 +88,7 @@ def serve(settings: Settings) -> int:
         with redis_for_serving(settings) as ready:
             print(f"ticker: serving http://{ready.host}:{ready.port}/ channels "
                   f"{', '.join(ready.channel_names)}", file=sys.stderr, flush=True)
-            server = TickerServer(uvicorn_config(ready))
+            server = TickerServer(uvicorn_config(ready), client_timeout=ready.client_timeout)
             server.run()
     except (KeyboardInterrupt, SystemExit):
         pass

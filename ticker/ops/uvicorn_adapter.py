@@ -169,15 +169,31 @@ class TickerHttp(asyncio.Protocol):
             self.transport.close()
 
 
+def set_client_timeout(sock: socket.socket, seconds: float) -> None:
+    """`TCP_USER_TIMEOUT` on a listening socket, which every connection it accepts inherits
+    (Linux copies the listener's TCP options into each accepted socket, at no cost per
+    connect): data a reader has not acknowledged after `seconds` makes the kernel drop the
+    connection. That is how a reader that vanished without a FIN or a reset is found when it
+    has no pings to miss (an SSE stream, whose heartbeats then go unacknowledged; a websocket
+    set aside as slow). 0 leaves the kernel's own limit (its retransmissions, about 15 min)."""
+    if seconds > 0 and sock.family in (socket.AF_INET, socket.AF_INET6) \
+            and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+
+
 class TickerServer(uvicorn.Server):
     """uvicorn's server, with the drain step between closing the listeners and uvicorn's own
-    connection shutdown, an idle main loop, and the heap frozen once started when it owns the
-    process (internals 3 and 4)."""
+    connection shutdown, an idle main loop, the heap frozen once started when it owns the
+    process (internals 3 and 4), and `TICKER_CLIENT_TIMEOUT` on its listening sockets."""
 
     owns_process = False
     _should_exit = False
     _exit_wake: asyncio.Event | None = None
     _exit_loop: asyncio.AbstractEventLoop | None = None
+
+    def __init__(self, config: uvicorn.Config, *, client_timeout: float) -> None:
+        super().__init__(config)
+        self.client_timeout = client_timeout
 
     # uvicorn's main loop wakes ten times a second to look at `should_exit` (a signal
     # handler or a test sets it); ours sleeps until the next aligned second (the Date header
@@ -208,7 +224,12 @@ class TickerServer(uvicorn.Server):
         super().run(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        for sock in sockets or ():  # a worker's: set before it listens
+            set_client_timeout(sock, self.client_timeout)
         await super().startup(sockets)
+        for server in self.servers:  # uvicorn's own from host and port: set as it starts
+            for sock in server.sockets:
+                set_client_timeout(sock, self.client_timeout)
         if self.owns_process:
             # What is alive now (modules, the app, the folded streams) lives as long as the
             # process: the cyclic GC need not rescan it in every full collection while

@@ -115,7 +115,8 @@ def worker_main(settings: Settings, index: int, shared_dir: str, parent: int) ->
     # Bound now, listening only once the app has started (uvicorn calls listen): until then
     # the kernel gives new connections to the other workers, not to a queue nobody serves.
     sock = listen_socket(settings.host, settings.port, listen=False)
-    server = TickerServer(uvicorn_config(settings, worker=Worker(index, Path(shared_dir))))
+    server = TickerServer(uvicorn_config(settings, worker=Worker(index, Path(shared_dir))),
+                          client_timeout=settings.client_timeout)
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         server.run(sockets=[sock])
 

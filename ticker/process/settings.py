@@ -115,6 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit", float, 20.0,
             "HTTP requests per second per client address, sustained (0: no limit)"),
     Setting("rate_burst", int, 100, "HTTP requests per client address in a burst"),
+    Setting("client_timeout", float, 30.0,
+            "seconds a reader's connection may leave sent data unacknowledged before the kernel "
+            "drops it (TCP_USER_TIMEOUT on the listening socket): finds readers that vanished "
+            "without a close, SSE ones too; 0: the kernel's own (about 15 minutes)"),
     Setting("sse_heartbeat", float, 15.0,
             "seconds of silence before an SSE stream gets a comment line (keeps proxies open)"),
     Setting("feed_items", int, 50, "most entries in a channel's JSON Feed, RSS and Atom feeds"),
@@ -200,6 +204,7 @@ class Settings:
     max_connections_per_ip: int = 1000
     rate_limit: float = 20.0
     rate_burst: int = 100
+    client_timeout: float = 30.0
     sse_heartbeat: float = 15.0
     feed_items: int = 50
     feed_max_age: int = 30
@@ -362,6 +367,9 @@ class Settings:
             # redis-py's socket timeout must outlast the block; we set it, but keep it sane.
             raise ConfigError("TICKER_READ_BLOCK_MS must be below 5000",
                               field="TICKER_READ_BLOCK_MS")
+        if not 0 <= self.client_timeout <= 3600:
+            raise ConfigError("TICKER_CLIENT_TIMEOUT must be 0 (the kernel's) to 3600 seconds",
+                              field="TICKER_CLIENT_TIMEOUT")
         if not 0.1 <= self.redis_timeout <= 60:
             raise ConfigError("TICKER_REDIS_TIMEOUT must be 0.1 to 60 seconds",
                               field="TICKER_REDIS_TIMEOUT")
