@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import http_ece
-import uvicorn
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.conftest import TIMEOUT, free_port
+from tests.e2e.loopback import Loopback, serve
 
 
 def b64url(data: bytes) -> str:
@@ -69,8 +69,7 @@ class PushService:
     deliveries: list[Delivery] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     answer: Callable[[str, int], tuple[int, dict[str, str]]] = lambda token, n: (201, {})
-    server: uvicorn.Server | None = None
-    task: asyncio.Task[None] | None = None
+    loopback: Loopback | None = None
 
     @property
     def origin(self) -> str:
@@ -131,20 +130,12 @@ class PushService:
 
     async def start(self) -> None:
         app = Starlette(routes=[Route("/push/{token}", self.handle, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + TIMEOUT
-        while not self.server.started:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        self.loopback = await serve(app, self.port, "push service")
 
     async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
-            await asyncio.wait_for(self.task, TIMEOUT)
+        if self.loopback is not None:
+            await self.loopback.stop()
+            self.loopback = None
 
     async def wait_for(self, count: int, token: str | None = None,
                        timeout: float = TIMEOUT * 2) -> list[Delivery]:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.conftest import TIMEOUT, free_port
+from tests.e2e.loopback import Loopback, serve
 
 
 @dataclass
@@ -41,8 +41,7 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     answer: Callable[[int, str], tuple[int, dict[str, str]]] = lambda n, mid: (204, {})
     delay: float = 0.0
-    server: uvicorn.Server | None = None
-    task: asyncio.Task[None] | None = None
+    loopback: Loopback | None = None
 
     @property
     def url(self) -> str:
@@ -69,21 +68,12 @@ class Receiver:
 
     async def start(self) -> None:
         app = Starlette(routes=[Route("/hook", self.handle, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + TIMEOUT
-        while not self.server.started:
-            assert time.monotonic() < deadline, "receiver did not start"
-            await asyncio.sleep(0.01)
+        self.loopback = await serve(app, self.port, "receiver")
 
     async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
-            await asyncio.wait_for(self.task, TIMEOUT)
-            self.server = self.task = None
+        if self.loopback is not None:
+            await self.loopback.stop()
+            self.loopback = None
 
     async def wait_for(self, count: int, timeout: float = TIMEOUT * 3) -> list[Hit]:
         """The accepted hits, once there are at least `count`."""
