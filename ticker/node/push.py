@@ -44,9 +44,9 @@ from ticker.core.channels import Channel
 from ticker.core.clock import now_ms
 from ticker.core.hub import ChannelHub, Hub
 from ticker.core.push import MAX_TTL, PushSubscription, b64url, notification, pushes, topic
+from ticker.node.leased import FanOutPositions, LeasedLoop
 from ticker.node.outbound import Outcome, Sender, backoff
 from ticker.node.webhooks import key_of, place_of
-from ticker.process import ticks
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
 from ticker.redis.leases import Leases
@@ -108,15 +108,12 @@ class PushWorker:
     keys: Keys
     hub: Hub
     store: PushStore = field(init=False)
-    leases: Leases = field(init=False)
+    leased: LeasedLoop = field(init=False)
     sender: Sender = field(init=False)
     vapid: Vapid02 | None = field(init=False)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:"
                                                 f"{secrets.token_hex(4)}")
-    leader: bool = False
     counts: Counter[str] = field(default_factory=Counter)  # sent, failed, expired, ...
-    _renewed: float = 0.0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _signatures: dict[str, tuple[float, str]] = field(default_factory=dict)
     # Subscriptions per edition, read every SUBSCRIPTIONS_EVERY seconds (for /metrics).
     subscriptions: dict[str, int] = field(default_factory=dict)
@@ -124,7 +121,8 @@ class PushWorker:
 
     def __post_init__(self) -> None:
         self.store = PushStore(self.redis, self.keys)
-        self.leases = Leases(self.redis, self.keys)
+        self.leased = LeasedLoop(Leases(self.redis, self.keys), "push", self.owner, LEASE_MS,
+                                 RENEW_EVERY, log, "web push")
         self.sender = Sender(parse_allowed(self.settings.push_allow, "TICKER_PUSH_ALLOW"),
                              TIMEOUT)
         self.vapid = load_vapid(self.settings)
@@ -133,8 +131,12 @@ class PushWorker:
     def public_key(self) -> str | None:
         return public_key(self.vapid) if self.vapid is not None else None
 
+    @property
+    def leader(self) -> bool:
+        return self.leased.held
+
     def touch(self) -> None:
-        self._wake.set()
+        self.leased.touch()
 
     async def run(self) -> None:
         if self.vapid is None:
@@ -142,49 +144,25 @@ class PushWorker:
                      self.settings.vapid_file)
             await self.sender.close()
             return
-        positions: dict[str, str] | None = None
+        positions = FanOutPositions(self._start_positions, self.fan_out)
+
+        async def step() -> bool:
+            moved = await positions.fan_out()
+            worked = await self.work_one()
+            return bool(moved) or worked
+
         try:
-            while True:
-                try:
-                    if time.monotonic() - self._counted > SUBSCRIPTIONS_EVERY:
-                        self._counted = time.monotonic()
-                        self.subscriptions = {name: await self.store.count(name)
-                                              for name in self.hub.channels}
-                    if not await self._hold():
-                        positions = None
-                        await ticks.tick(1.0)
-                        continue
-                    if positions is None:
-                        positions = await self._start_positions()
-                    moved = await self.fan_out(positions)
-                    if moved is None:
-                        positions = None
-                    worked = await self.work_one()
-                    if not moved and not worked:
-                        self._wake.clear()
-                        # Woken by the reader; else on the shared once-a-second tick.
-                        await ticks.tick(1.0, wake=self._wake)
-                except asyncio.CancelledError:
-                    raise
-                except (RedisError, OSError) as exc:
-                    log.warning("web push: Redis unreachable (%s); retrying", exc)
-                    positions, self._renewed = None, 0.0
-                    await asyncio.sleep(1.0)
-                except Exception:
-                    log.exception("web push error (continuing)")
-                    positions, self._renewed = None, 0.0
-                    await asyncio.sleep(1.0)
+            await self.leased.run(step, positions.forget, self._count_subscriptions)
         finally:
             await self.sender.close()
             with contextlib.suppress(RedisError, OSError):
-                await self.leases.release("push", self.owner)
+                await self.leased.release()
 
-    async def _hold(self) -> bool:
-        """Take or renew the lease when due; whether we hold it."""
-        if time.monotonic() - self._renewed > RENEW_EVERY:
-            self.leader = await self.leases.lease("push", self.owner, LEASE_MS)
-            self._renewed = time.monotonic()
-        return self.leader
+    async def _count_subscriptions(self) -> None:
+        if time.monotonic() - self._counted > SUBSCRIPTIONS_EVERY:
+            self._counted = time.monotonic()
+            self.subscriptions = {name: await self.store.count(name)
+                                  for name in self.hub.channels}
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -275,7 +253,7 @@ class PushWorker:
         slots = asyncio.Semaphore(CONCURRENCY)
         cursor = 0
         while True:
-            if not await self._hold():
+            if not await self.leased.hold():
                 raise RuntimeError("lost the push lease in the middle of a job")
             cursor, subs = await self.store.page(info.name, cursor, PAGE)
             todo = [s for s in subs if s.id not in done]

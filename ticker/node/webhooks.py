@@ -47,6 +47,7 @@ from ticker.core.addresses import parse_allowed
 from ticker.core.clock import now_ms
 from ticker.core.hub import ChannelHub, HistoryKey, Hub
 from ticker.core.webhooks import EVENT_TYPES, Subscription, event_body, message_id
+from ticker.node.leased import FanOutPositions, LeasedLoop
 from ticker.node.outbound import Sender, backoff
 from ticker.process import ticks
 from ticker.process.settings import Settings
@@ -105,25 +106,30 @@ class WebhookWorker:
     keys: Keys
     hub: Hub
     store: Webhooks = field(init=False)
+    fanout_lease: LeasedLoop = field(init=False)
     sender: Sender = field(init=False)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:"
                                                 f"{secrets.token_hex(4)}")
     stats: dict[str, SubscriptionStats] = field(default_factory=dict)
-    fanout_leader: bool = False
     fanout_gaps: int = 0
     _subs: list[Subscription] = field(default_factory=list)
     _subs_at: float = 0.0
     _deliveries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.store = Webhooks(self.redis, self.keys, self.settings.webhook_key)
+        self.fanout_lease = LeasedLoop(self.store.leases, "webhook-fanout", self.owner,
+                                       LEASE_MS, RENEW_EVERY, log, "webhook fan-out")
         self.sender = Sender(parse_allowed(self.settings.webhook_allow),
                              self.settings.webhook_timeout)
 
+    @property
+    def fanout_leader(self) -> bool:
+        return self.fanout_lease.held
+
     def touch(self) -> None:
         """New events were folded (the reader calls this after each batch)."""
-        self._wake.set()
+        self.fanout_lease.touch()
 
     async def subscriptions(self, max_age: float = 1.0) -> list[Subscription]:
         if time.monotonic() - self._subs_at > max_age:
@@ -142,43 +148,18 @@ class WebhookWorker:
                 await asyncio.gather(*self._deliveries.values(), return_exceptions=True)
             await self.sender.close()
             with contextlib.suppress(RedisError, OSError):
-                await self.store.release("webhook-fanout", self.owner)
+                await self.fanout_lease.release()
 
     # -- fan-out -------------------------------------------------------------------------
 
     async def _fanout_loop(self) -> None:
-        positions: dict[str, str] | None = None
-        renewed = 0.0
-        while True:
-            try:
-                if time.monotonic() - renewed > RENEW_EVERY:
-                    self.fanout_leader = await self.store.lease("webhook-fanout", self.owner,
-                                                                LEASE_MS)
-                    renewed = time.monotonic()
-                    if not self.fanout_leader:
-                        positions = None
-                if not self.fanout_leader:
-                    await ticks.tick(1.0)
-                    continue
-                if positions is None:
-                    positions = await self._start_positions()
-                moved = await self.fan_out(positions)
-                if moved is None:
-                    positions = None  # someone else moved them: read them again
-                elif not moved:
-                    self._wake.clear()
-                    # Woken by the reader; else on the process's shared once-a-second tick.
-                    await ticks.tick(1.0, wake=self._wake)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("webhook fan-out: Redis unreachable (%s); retrying", exc)
-                positions, renewed = None, 0.0
-                await asyncio.sleep(1.0)
-            except Exception:
-                log.exception("webhook fan-out error (continuing)")
-                positions, renewed = None, 0.0
-                await asyncio.sleep(1.0)
+        positions = FanOutPositions(self._start_positions, self.fan_out)
+
+        async def step() -> bool:
+            # None: another node moved them; they are read again, at once.
+            return await positions.fan_out() is not False
+
+        await self.fanout_lease.run(step, positions.forget)
 
     async def _start_positions(self) -> dict[str, str]:
         """The stored positions; a channel never fanned out starts at what is folded now
