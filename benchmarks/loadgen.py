@@ -1,17 +1,42 @@
-"""Load-generator worker: many lightweight websocket clients in one uvloop process.
+"""Load-generator worker: many lightweight websocket or SSE clients in one uvloop process.
 
-Each client is a raw ``asyncio.Protocol`` with a minimal HTTP upgrade and a minimal frame
-parser (the ``websockets`` client per connection would make the client side the bottleneck).
-It connects to ``ws://HOST:PORT/PATH`` from one of the given source addresses (round robin,
-so no address holds more than its share), waits for its first frame (a ``snapshot``, or the
-``events`` of a resume), then for every ``publish`` event whose item text is
-``bench <seq> <t_ns>`` records ``time.time_ns()`` at receipt minus ``t_ns`` (publish→receive
-latency). Each client keeps the cursor of the last frame it got, as the widget does, so it
-can resume with ``?cursor=``. Pings are answered with masked pongs, as a client must.
+Each client is a raw ``asyncio.Protocol`` with a minimal HTTP client and a minimal parser
+(the ``websockets`` client, or an HTTP library, per connection would make the client side the
+bottleneck). It connects from one of the given source addresses (round robin, so no address
+holds more than its share), waits for its first message (a ``snapshot``, or the ``events`` of
+a resume), then for every ``publish`` event whose item text is ``bench <seq> <t_ns>`` records
+``time.time_ns()`` at receipt minus ``t_ns`` (publish→receive latency). Each client keeps the
+cursor of the last message it got, as the widget does, so it can resume.
+
+``--protocol`` (default: ``sse`` when ``--path`` starts with ``/sse/``, else ``ws``):
+
+- ``ws``: ``GET PATH`` with a websocket upgrade (``ws://HOST:PORT/PATH``); messages are text
+  frames; a resume is ``PATH?cursor=<cursor>``. Pings are answered with masked pongs, as a
+  client must.
+- ``sse``: ``GET PATH`` with ``Accept: text/event-stream`` (ticker's ``/sse/{channel}``); a
+  status other than 200 fails the attempt (the error names it). The body is read chunked
+  (or raw until the end without ``Transfer-Encoding: chunked``) as an event stream (``\\n``,
+  ``\\r\\n`` or ``\\r`` line ends; comments, ``retry:`` and ``event:`` are skipped; several
+  ``data:`` lines are joined with ``\\n``); each event's data is the JSON of a websocket
+  message and is counted exactly like one. The last ``id:`` seen is the cursor; a resume sends
+  ``Last-Event-ID: <cursor>``. A stream the server ends (the last chunk) is closed.
+
+Every byte-identical message (websocket payload, SSE event) is parsed once per worker.
 
 Control is line-delimited JSON: commands on stdin, one reply line per command on stdout.
 
-- ``{"cmd": "connect"}`` → ``{"connected", "failed", "errors", "t_start", "t_done"}``
+- ``{"cmd": "connect"}`` → ``{"connected", "failed", "errors", "t_start", "t_done",
+  "first_us", "in_snapshot"}``, at most ``--concurrency`` handshakes in flight. ``first_us``:
+  each connected client's time from its connect start (before the TCP connect; the first
+  attempt's, when it took more than one) to its first complete message, in microseconds.
+  ``in_snapshot``: ``{seq: clients}``, how many clients' first message was a snapshot that
+  carried bench item ``seq`` (an item published while clients connect reaches each of them
+  either live or in its snapshot)
+- ``{"cmd": "connect", "over": s}`` (s > 0): paced; client k starts at ``t0 + k*s/n``,
+  however many handshakes are in flight (up to a cap of 4096 for sanity). The same reply,
+  plus ``"late_start_us"``: how far behind its schedule the worker started a client, at worst
+  (the load generator must not be the bottleneck), and ``"capped"``: clients that found the
+  cap full (they start late). Deliveries during the wave are recorded as usual
 - ``{"cmd": "expect", "deliveries": k, "timeout": s}`` → ``{"deliveries", "reached"}`` once
   ``k`` deliveries were recorded since the last ``collect`` (or the timeout passed)
 - ``{"cmd": "collect"}`` → ``{"items": {seq: {"lat_us": [...], "last_ns": ns}}, "open": n,
@@ -19,9 +44,9 @@ Control is line-delimited JSON: commands on stdin, one reply line per command on
 - ``{"cmd": "disconnect"}`` → aborts every connection (a network blip: RST, no close
   handshake) → ``{"closed", "cursors": {cursor: clients}}``
 - ``{"cmd": "reconnect", "concurrency": k}`` → every client that was connected before the
-  ``disconnect`` connects again with ``?cursor=<its last cursor>``; the same reply as
-  ``connect`` plus ``"first": {"snapshot"|"events": clients}`` (what the first frame was) and
-  ``"missed": {k: clients}`` (the ``missed`` count the server reported)
+  ``disconnect`` connects again with its last cursor (``?cursor=``, ``Last-Event-ID``); the
+  same reply as ``connect`` plus ``"first": {"snapshot"|"events": clients}`` (what the first
+  message was) and ``"missed": {k: clients}`` (the ``missed`` count the server reported)
 - ``{"cmd": "stall", "count": k, "rcvbuf": b}`` → ``k`` clients, evenly spread, stop reading
   (``pause_reading()``; with ``b`` > 0 their kernel receive buffer shrunk to ``b`` bytes
   first): phones in a tunnel. Stalled clients record every bench seq they get from then on,
@@ -47,7 +72,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -58,6 +83,10 @@ ACCEPT = base64.b64encode(
     hashlib.sha1((KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
 ).decode()
 CACHE_MAX = 512
+PACED_CAP = 4096  # handshakes in flight during a paced connect, at most
+HEAD_MAX = 16384  # bytes of an HTTP response head, at most
+
+Event = tuple[str | None, "Parsed | None"]  # an SSE event: its id, its data as a message
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -67,18 +96,33 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(body)]) + mask + body
 
 
-class Parsed:
-    """What a frame means to the benchmark: its type, cursor, ``missed`` and bench items."""
+def bench_item(item: Any) -> tuple[int, int] | None:
+    """``(seq, t_ns)`` of a bench item (text ``bench <seq> <t_ns>``), else None."""
+    parts = str((item or {}).get("text", "")).split()
+    if len(parts) == 3 and parts[0] == "bench":
+        return int(parts[1]), int(parts[2])
+    return None
 
-    __slots__ = ("cursor", "items", "kind", "missed")
+
+class Parsed:
+    """What a message means to the benchmark: its type, cursor, ``missed`` and bench items
+    (``items``: published by an ``events`` message; ``snap``: on air in a ``snapshot``)."""
+
+    __slots__ = ("cursor", "items", "kind", "missed", "snap")
 
     def __init__(
-        self, kind: str, cursor: str | None, missed: int | None, items: tuple[tuple[int, int], ...]
+        self,
+        kind: str,
+        cursor: str | None,
+        missed: int | None,
+        items: tuple[tuple[int, int], ...],
+        snap: tuple[int, ...] = (),
     ) -> None:
         self.kind = kind
         self.cursor = cursor
         self.missed = missed
         self.items = items
+        self.snap = snap
 
 
 class Stats:
@@ -88,13 +132,15 @@ class Stats:
         self.lat_us: dict[int, list[int]] = {}
         self.last_ns: dict[int, int] = {}
         self.deliveries = 0
-        self.frames = 0  # frames that carried at least one bench item
+        self.frames = 0  # messages that carried at least one bench item
         self.waiter: tuple[int, asyncio.Future[None]] | None = None
-        # Every client gets byte-identical frames, so each distinct payload is parsed once.
+        # Every client gets byte-identical messages, so each distinct payload is parsed once.
         self.cache: dict[bytes, Parsed] = {}
+        self.blocks: dict[bytes, tuple[Event, ...]] = {}  # the same for SSE event text
+        self.reads: dict[bytes, tuple[Event, ...]] = {}  # and for SSE reads of whole events
 
     def parse(self, payload: bytes) -> Parsed:
-        """The frame's type, cursor and the (seq, t_ns) of the bench publishes it carries."""
+        """The message's type, cursor and the (seq, t_ns) of the bench publishes it carries."""
         hit = self.cache.get(payload)
         if hit is not None:
             return hit
@@ -102,14 +148,46 @@ class Stats:
         kind = str(msg.get("type"))
         found: list[tuple[int, int]] = []
         for ev in msg.get("events", ()) if kind == "events" else ():
-            text = (ev.get("item") or {}).get("text", "") if ev.get("op") == "publish" else ""
-            parts = text.split()
-            if len(parts) == 3 and parts[0] == "bench":
-                found.append((int(parts[1]), int(parts[2])))
+            bench = bench_item(ev.get("item")) if ev.get("op") == "publish" else None
+            if bench is not None:
+                found.append(bench)
+        snap: list[int] = []
+        for item in msg.get("items", ()) if kind == "snapshot" else ():
+            bench = bench_item(item)
+            if bench is not None:
+                snap.append(bench[0])
         if len(self.cache) >= CACHE_MAX:
             self.cache.clear()
-        result = Parsed(kind, msg.get("cursor"), msg.get("missed"), tuple(found))
+        result = Parsed(
+            kind, msg.get("cursor"), msg.get("missed"), tuple(found), tuple(dict.fromkeys(snap))
+        )
         self.cache[payload] = result
+        return result
+
+    def sse_events(self, block: bytes) -> tuple[Event, ...]:
+        """The events of SSE text up to (not including) a blank line, ``\\n`` line ends."""
+        hit = self.blocks.get(block)
+        if hit is not None:
+            return hit
+        events: list[Event] = []
+        event_id: str | None = None
+        data: list[bytes] = []
+        for line in [*block.split(b"\n"), b""]:
+            if not line:  # an event ends (a blank line inside: the text began with one)
+                if data or event_id is not None:
+                    events.append((event_id, self.parse(b"\n".join(data)) if data else None))
+                event_id, data = None, []
+            elif line[0] != 0x3A:  # ":" starts a comment (the heartbeat)
+                name, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    data.append(value)
+                elif name == b"id" and b"\0" not in value:
+                    event_id = value.decode()
+        if len(self.blocks) >= CACHE_MAX:
+            self.blocks.clear()
+        result = self.blocks[block] = tuple(events)
         return result
 
     def record(self, items: tuple[tuple[int, int], ...], now: int) -> None:
@@ -127,8 +205,8 @@ class Stats:
             self.waiter[1].set_result(None)
 
 
-class Client(asyncio.Protocol):
-    """One websocket client: upgrade, then parse server frames and record bench deliveries."""
+class Reader(asyncio.Protocol):
+    """What websocket and SSE clients share: the request, the first message, recording."""
 
     def __init__(
         self, stats: Stats, request: bytes, ready: asyncio.Future[None], cursor: str | None = None
@@ -136,15 +214,13 @@ class Client(asyncio.Protocol):
         self.stats = stats
         self.request = request
         self.ready = ready
-        self.cursor = cursor  # of the last frame received
-        self.first: Parsed | None = None  # the first frame after the upgrade
+        self.cursor = cursor  # of the last message received
+        self.first: Parsed | None = None  # the first message
+        self.t_first = 0  # time.time_ns() when it arrived
         self.transport: asyncio.Transport | None = None
         self.buf = b""
-        self.upgraded = False
-        self.frag_op = 0
-        self.frag: list[bytes] = []
         self.seqs: list[int] | None = None  # bench seqs received, once stalled
-        self.resets = 0  # snapshots received after the first frame
+        self.resets = 0  # snapshots received after the first message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -154,6 +230,40 @@ class Client(asyncio.Protocol):
         self.transport = None
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before snapshot: {exc}"))
+
+    def got(self, parsed: Parsed, now: int) -> None:
+        """One message (a websocket text frame, an SSE event's data), received at ``now``."""
+        if parsed.cursor:
+            self.cursor = parsed.cursor
+        if self.first is None and parsed.kind in ("snapshot", "events"):
+            self.first = parsed
+            self.t_first = now
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif parsed.kind == "snapshot":
+            self.resets += 1
+        if parsed.items:
+            self.stats.record(parsed.items, now)
+            if self.seqs is not None:
+                self.seqs.extend(seq for seq, _ in parsed.items)
+
+    def fail(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(why))
+        if self.transport:
+            self.transport.abort()
+
+
+class Client(Reader):
+    """One websocket client: upgrade, then parse server frames and record bench deliveries."""
+
+    def __init__(
+        self, stats: Stats, request: bytes, ready: asyncio.Future[None], cursor: str | None = None
+    ) -> None:
+        super().__init__(stats, request, ready, cursor)
+        self.upgraded = False
+        self.frag_op = 0
+        self.frag: list[bytes] = []
 
     def data_received(self, data: bytes) -> None:
         now = time.time_ns()
@@ -206,32 +316,125 @@ class Client(asyncio.Protocol):
                 message = b"".join(self.frag) if len(self.frag) > 1 else self.frag[0]
                 self.frag = []
                 if self.frag_op == 0x1:
-                    self.message(message, now)
-
-    def message(self, payload: bytes, now: int) -> None:
-        parsed = self.stats.parse(payload)
-        if parsed.cursor:
-            self.cursor = parsed.cursor
-        if self.first is None and parsed.kind in ("snapshot", "events"):
-            self.first = parsed
-            if not self.ready.done():
-                self.ready.set_result(None)
-        elif parsed.kind == "snapshot":
-            self.resets += 1
-        if parsed.items:
-            self.stats.record(parsed.items, now)
-            if self.seqs is not None:
-                self.seqs.extend(seq for seq, _ in parsed.items)
+                    self.got(self.stats.parse(message), now)
 
     def send(self, data: bytes) -> None:
         if self.transport and not self.transport.is_closing():
             self.transport.write(data)
 
-    def fail(self, why: str) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(why))
-        if self.transport:
-            self.transport.abort()
+
+class SSEClient(Reader):
+    """One EventSource-like client: status and headers, chunked body, event stream."""
+
+    def __init__(
+        self, stats: Stats, request: bytes, ready: asyncio.Future[None], cursor: str | None = None
+    ) -> None:
+        super().__init__(stats, request, ready, cursor)
+        self.headed = False  # the response head was read (a 200)
+        self.chunked = False
+        self.left = 0  # bytes of the current chunk still to come, its closing CRLF included
+        self.text = b""  # event-stream text after the last complete event, \n line ends
+        self.skip_lf = False  # the text read so far ended in a CR: an LF next is its CRLF
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        clean = self.headed and not (self.buf or self.text or self.left or self.skip_lf)
+        if clean:
+            # Usually a read is one whole chunk with one event, the same for every client.
+            hit = self.stats.reads.get(data)
+            if hit is not None:
+                self.dispatch(hit, now)
+                return
+        buf = self.buf + data if self.buf else data
+        if not self.headed:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                if len(buf) > HEAD_MAX:
+                    self.fail("response head too long")
+                return
+            if not self.head(buf[:end]):
+                return
+            buf = buf[end + 4 :]
+        ended = False
+        if not self.chunked:
+            body, self.buf = buf, b""
+        else:
+            out: list[bytes] = []
+            pos, size, left = 0, len(buf), self.left
+            while pos < size:
+                if left:
+                    take = left if left < size - pos else size - pos
+                    if left > 2:  # chunk data before the closing CRLF
+                        out.append(buf[pos : pos + (take if take < left - 2 else left - 2)])
+                    pos += take
+                    left -= take
+                    continue
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                try:
+                    n = int(buf[pos:eol].split(b";", 1)[0], 16)
+                except ValueError:
+                    self.fail(f"bad chunk size: {buf[pos:eol][:20]!r}")
+                    return
+                pos = eol + 2
+                if n == 0:  # the last chunk: the server ended the stream
+                    ended = True
+                    break
+                left = n + 2
+            self.left = left
+            self.buf = buf[pos:] if pos < size and not ended else b""
+            body = out[0] if len(out) == 1 else b"".join(out)
+        events = self.events(body) if body else ()
+        if clean and not ended and not (self.buf or self.text or self.left or self.skip_lf):
+            reads = self.stats.reads
+            if len(reads) >= CACHE_MAX:
+                reads.clear()
+            reads[data] = events
+        self.dispatch(events, now)
+        if ended and self.transport:
+            self.transport.close()
+
+    def dispatch(self, events: tuple[Event, ...], now: int) -> None:
+        for event_id, parsed in events:
+            if parsed is not None:
+                self.got(parsed, now)
+            if event_id is not None:
+                self.cursor = event_id  # the browser's last event id
+
+    def head(self, head: bytes) -> bool:
+        """Check the response head (status 200); False if the attempt failed."""
+        status, _, fields = head.partition(b"\r\n")
+        parts = status.split(b" ", 2)
+        if len(parts) < 2 or parts[1] != b"200":
+            code = parts[1].decode(errors="replace") if len(parts) > 1 else repr(status[:40])
+            self.fail(f"HTTP {code}")
+            return False
+        self.headed = True
+        for line in fields.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                self.chunked = True
+        return True
+
+    def events(self, body: bytes) -> tuple[Event, ...]:
+        """The events completed by ``body`` (event-stream text); keeps the incomplete rest."""
+        if self.skip_lf:
+            self.skip_lf = False
+            if body[:1] == b"\n":
+                body = body[1:]
+        if b"\r" in body:  # CRLF or CR line ends; a CR at the end may be half a CRLF
+            self.skip_lf = body[-1] == 0x0D
+            body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        text = self.text + body if self.text else body
+        start = 0
+        events: tuple[Event, ...] = ()
+        while (end := text.find(b"\n\n", start)) >= 0:
+            events += self.stats.sse_events(text[start:end])
+            start = end + 2
+        self.text = text[start:] if start < len(text) else b""
+        return events
 
 
 class Worker:
@@ -240,16 +443,31 @@ class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.stats = Stats()
-        self.clients: list[Client] = []
-        self.dropped: list[Client] = []  # disconnected, to reconnect with their cursors
-        self.stalled: list[Client] = []  # not reading (the ``stall`` command)
+        self.sse = args.protocol == "sse"
+        self.kind: type[Reader] = SSEClient if self.sse else Client
+        self.clients: list[Reader] = []
+        self.dropped: list[Reader] = []  # disconnected, to reconnect with their cursors
+        self.stalled: list[Reader] = []  # not reading (the ``stall`` command)
         self.sources = args.source.split(",")
-        self.request = self.upgrade(args.path)
+        self.request = self.http_request(None)
+        self.requests: dict[str, bytes] = {}  # resume requests by cursor
+        self.first_us: list[int] = []  # of the clients connected by the current command
+        self.late = 0.0  # seconds the current paced connect started a client late, at worst
 
-    def upgrade(self, target: str) -> bytes:
+    def http_request(self, cursor: str | None) -> bytes:
+        """The request a client sends: a websocket upgrade or an event-stream GET."""
         host = f"{self.args.host}:{self.args.port}"
+        path = self.args.path
+        if self.sse:
+            resume = f"Last-Event-ID: {cursor}\r\n" if cursor is not None else ""
+            return (
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+                f"Cache-Control: no-cache\r\n{resume}\r\n"
+            ).encode()
+        if cursor is not None:
+            path = f"{path}?cursor={quote(cursor)}"
         return (
-            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
@@ -260,19 +478,24 @@ class Worker:
         sem: asyncio.Semaphore,
         errors: dict[str, int],
         cursor: str | None = None,
-        requests: dict[str, bytes] | None = None,
+        due: float | None = None,
     ) -> bool:
+        """Connect client ``i`` (resuming from ``cursor``); ``due``: its paced start time
+        (``time.monotonic()``). Up to three attempts."""
         loop = asyncio.get_running_loop()
         source = self.sources[i % len(self.sources)]
         request = self.request
-        if cursor is not None and requests is not None:
-            request = requests.get(cursor) or requests.setdefault(
-                cursor, self.upgrade(f"{self.args.path}?cursor={quote(cursor)}")
+        if cursor is not None:
+            request = self.requests.get(cursor) or self.requests.setdefault(
+                cursor, self.http_request(cursor)
             )
         async with sem:
+            if due is not None:
+                self.late = max(self.late, time.monotonic() - due)
+            t_start = time.time_ns()
             for _attempt in range(3):
                 ready: asyncio.Future[None] = loop.create_future()
-                client = Client(self.stats, request, ready, cursor)
+                client = self.kind(self.stats, request, ready, cursor)
                 try:
                     async with asyncio.timeout(self.args.connect_timeout):
                         await loop.create_connection(
@@ -289,30 +512,64 @@ class Worker:
                         client.transport.abort()
                     continue
                 self.clients.append(client)
+                self.first_us.append((client.t_first - t_start) // 1000)
                 return True
         return False
 
-    async def connect(self) -> dict[str, Any]:
+    async def connect(self, over: float) -> dict[str, Any]:
+        """Every client connects: ``concurrency`` at a time, or paced over ``over`` s."""
         errors: dict[str, int] = {}
-        sem = asyncio.Semaphore(self.args.concurrency)
-        return await self.connect_all(
-            (self.connect_one(i, sem, errors) for i in range(self.args.clients)), errors
-        )
+        n = self.args.clients
+        if over <= 0:
+            sem = asyncio.Semaphore(self.args.concurrency)
+            return await self.connect_all(
+                asyncio.gather(*(self.connect_one(i, sem, errors) for i in range(n))), errors
+            )
+        cap = asyncio.Semaphore(PACED_CAP)
+        capped = 0
 
-    @staticmethod
+        async def paced() -> list[bool]:
+            nonlocal capped
+            loop = asyncio.get_running_loop()
+            t0 = time.monotonic()
+            tasks: list[asyncio.Task[bool]] = []
+            for k in range(n):
+                due = t0 + k * over / n
+                delay = due - time.monotonic()
+                if delay > 0.001:  # (a shorter sleep would spin: the loop's timers are in ms)
+                    await asyncio.sleep(delay)
+                if cap.locked():
+                    capped += 1
+                tasks.append(loop.create_task(self.connect_one(k, cap, errors, due=due)))
+            return list(await asyncio.gather(*tasks))
+
+        self.late = 0.0
+        reply = await self.connect_all(paced(), errors)
+        return reply | {"late_start_us": int(self.late * 1e6), "capped": capped}
+
     async def connect_all(
-        attempts: Iterable[Awaitable[bool]], errors: dict[str, int]
+        self, attempts: Awaitable[list[bool]], errors: dict[str, int]
     ) -> dict[str, Any]:
-        """Run the connection attempts together; the reply common to connect and reconnect."""
+        """Run the connection attempts; the reply common to connect and reconnect."""
         t_start = time.time_ns()
-        results = await asyncio.gather(*attempts)
+        before = len(self.clients)
+        self.first_us = []
+        results = await attempts
         ok = sum(results)
+        in_snapshot = Counter(
+            seq
+            for c in self.clients[before:]
+            if c.first is not None and c.first.kind == "snapshot"
+            for seq in c.first.snap
+        )
         return {
             "connected": ok,
             "failed": len(results) - ok,
             "errors": errors,
             "t_start": t_start,
             "t_done": time.time_ns(),
+            "first_us": self.first_us,
+            "in_snapshot": {str(k): v for k, v in sorted(in_snapshot.items())},
         }
 
     def disconnect(self) -> dict[str, Any]:
@@ -325,15 +582,16 @@ class Worker:
         return {"closed": len(self.dropped), "cursors": {str(k): v for k, v in cursors.items()}}
 
     async def reconnect(self, concurrency: int) -> dict[str, Any]:
-        """Every dropped client connects again with ``?cursor=`` its last cursor."""
+        """Every dropped client connects again with its last cursor."""
         errors: dict[str, int] = {}
         sem = asyncio.Semaphore(concurrency)
-        requests: dict[str, bytes] = {}
         dropped, self.dropped = self.dropped, []
         reply = await self.connect_all(
-            (
-                self.connect_one(i, sem, errors, c.cursor or "0-0", requests)
-                for i, c in enumerate(dropped)
+            asyncio.gather(
+                *(
+                    self.connect_one(i, sem, errors, c.cursor or "0-0")
+                    for i, c in enumerate(dropped)
+                )
             ),
             errors,
         )
@@ -396,7 +654,7 @@ class Worker:
             cmd = json.loads(line)
             reply: dict[str, Any]
             if cmd["cmd"] == "connect":
-                reply = await self.connect()
+                reply = await self.connect(float(cmd.get("over") or 0))
             elif cmd["cmd"] == "expect":
                 reply = await self.expect(int(cmd["deliveries"]), float(cmd["timeout"]))
             elif cmd["cmd"] == "collect":
@@ -427,12 +685,20 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--path", default="/ws/en")
+    p.add_argument("--path", default=None, help="default /ws/en, or /sse/en for sse")
+    p.add_argument(
+        "--protocol", choices=("ws", "sse"), default=None,
+        help="default: sse if --path starts with /sse/, else ws",
+    )
     p.add_argument("--clients", type=int, required=True)
     p.add_argument("--source", default="127.0.0.2", help="source addresses, comma-separated")
     p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight")
     p.add_argument("--connect-timeout", type=float, default=20.0)
     args = p.parse_args(argv)
+    if args.protocol is None:
+        args.protocol = "sse" if (args.path or "").startswith("/sse/") else "ws"
+    if args.path is None:
+        args.path = "/sse/en" if args.protocol == "sse" else "/ws/en"
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     uvloop.run(Worker(args).serve())
