@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+NODE_WS = HERE / "baselines" / "node_ws"  # the node baseline: server.js and its npm lock
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -173,31 +175,49 @@ def server_command(name: str, port: int, redis_url: str, ping: float, nprocs: in
             "--workers",
             str(nprocs),
         ]
-    if nprocs != 1 and name != "raw":
+    if nprocs != 1 and name not in ("raw", "node"):
         raise ValueError(f"{name} runs as one process only")
+    baseline = ["--port", str(port), "--redis-url", redis_url]
     if name == "naive":
         return [
             sys.executable,
             str(HERE / "baselines" / "naive_app.py"),
-            "--port",
-            str(port),
-            "--redis-url",
-            redis_url,
+            *baseline,
             "--ping-interval",
             str(ping),
         ]
     if name == "raw":
-        return [
-            sys.executable,
-            str(HERE / "baselines" / "raw_floor.py"),
-            "--port",
-            str(port),
-            "--redis-url",
-            redis_url,
-            "--procs",
-            str(nprocs),
-        ]
+        return [sys.executable, str(HERE / "baselines" / "raw_floor.py"), *baseline,
+                "--procs", str(nprocs)]
+    if name == "node":  # nprocs > 1: Node's cluster module, a primary and nprocs workers
+        pings = ["--ping-interval", str(ping)] if ping else []
+        return ["node", str(NODE_WS / "server.js"), *baseline, "--procs", str(nprocs), *pings]
     raise ValueError(f"unknown server {name!r}")
+
+
+def node_ws_ready() -> None:
+    """Make sure the node baseline's dependencies are installed exactly as its lock says.
+
+    ``npm ci`` (which installs from ``package-lock.json`` only) when ``node_modules`` is
+    missing or older than the lock; raises RuntimeError if ``node`` or ``npm`` is missing or
+    the install fails.
+    """
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(
+                f"the node baseline needs {tool!r} on PATH (Node.js 20 or later with npm)"
+            )
+    lock = NODE_WS / "package-lock.json"
+    modules = NODE_WS / "node_modules"
+    if modules.is_dir() and modules.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    cmd = ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(NODE_WS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}{out.stderr}".rstrip()
+        )
+    modules.touch()  # what the check above reads: installed from this lock
 
 
 def start_server(
@@ -207,6 +227,8 @@ def start_server(
     """Start a server under test. `tree`: a source tree of ticker to run instead of this one
     (an A/B of two trees in one sitting); it is the server's working directory, which
     `python -m` puts first on sys.path."""
+    if name == "node":
+        node_ws_ready()
     env = dict(os.environ, TICKER_LOG_LEVEL="warning", **(extra_env or {}))
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
