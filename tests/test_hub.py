@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ticker.core.channels import Channel
-from ticker.core.framing import OP_PING, OP_TEXT, PING_FRAME
+from ticker.core.framing import OP_PING, OP_TEXT, PING_FRAME, SSE_HEARTBEAT, chunk, unchunk
 from ticker.core.hub import RESUME_LIMIT, ZERO, ChannelHub, Hub
 from ticker.core.items import Rejection, parse_stream_id
 from ticker.core.state import Rejected
@@ -45,7 +45,11 @@ def decode_frame(data: bytes) -> tuple[int, bytes]:
 
 
 def decode_sse(data: bytes) -> tuple[str | None, bytes]:
-    """One complete Server-Sent Event -> (id, data). Nothing may trail."""
+    """One chunk of the chunked body carrying one complete Server-Sent Event -> (id, data).
+    Nothing may trail."""
+    size, _, rest = data.partition(b"\r\n")
+    assert rest.endswith(b"\r\n") and int(size, 16) == len(rest) - 2, "exactly one chunk"
+    data = rest[:-2]
     assert data.endswith(b"\n\n")
     event_id: str | None = None
     payload: bytes | None = None
@@ -876,7 +880,7 @@ def test_sse_status_has_no_id() -> None:
     hub, en = make_hub()
     sub = subscribed(en, sse=True)
     hub.set_stale(True, NOW)
-    assert sub.frames == [b'data: {"type":"status","stale":true,"now":%d}\n\n' % NOW]
+    assert sub.frames == [chunk(b'data: {"type":"status","stale":true,"now":%d}\n\n' % NOW)]
 
 
 # -- reach and latency --------------------------------------------------------------------
@@ -913,3 +917,14 @@ def test_reach_counts_reset_snapshots_too(ch: ChannelHub) -> None:
     ch.subscribe(FakeSub("fresh"), None, NOW)
     ch.subscribe(FakeSub("reset"), "garbage", NOW)
     assert dict(+ch.reach) == {sid(1): 2, sid(2): 2}
+
+
+def test_the_heartbeat_goes_to_every_live_sse_reader_and_to_no_websocket() -> None:
+    hub, en = make_hub()
+    sse, ws = subscribed(en, sse=True), subscribed(en, name="ws")
+    blocked = subscribed(en, sse=True, name="blocked")
+    en.block(blocked, 1.0)
+    hub.heartbeat()
+    assert sse.frames == [SSE_HEARTBEAT] and ws.frames == [] and blocked.frames == []
+    assert unchunk(SSE_HEARTBEAT) == b": keepalive\n\n"  # a comment: no event dispatched
+    assert chunk(b"x" * 300).startswith(b"12c\r\n") and unchunk(chunk(b"abc")) == b"abc"

@@ -182,9 +182,13 @@ async def test_sse_streams_count_against_the_per_address_cap_shared_with_websock
             httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
         ws = await websockets.connect(server.ws())
         async with http.stream("GET", "/sse/en") as first:
-            await SSEStream(first).message()
+            # Kept: an SSEStream collected as garbage closes its line iterator, and with it
+            # the connection.
+            events = SSEStream(first)
+            await events.message()
             r = await http.get("/sse/ar")
             assert r.status_code == 429 and r.json()["error"] == "too_many_connections"
+            assert server.runtime.ws_cap.open["127.0.0.1"] == 2  # the refused one took none
             await ws.close()
             await until(lambda: server.runtime.ws_cap.open["127.0.0.1"] == 1)
             async with http.stream("GET", "/sse/ar") as second:
@@ -229,7 +233,7 @@ class RawReader:
         return cls(reader, writer)
 
     async def messages(self) -> list[dict[str, Any]]:
-        """The data messages of the next chunk (the pump writes whole events per chunk)."""
+        """The data messages of the next chunk (whole events per chunk)."""
         size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
         chunk = await self.reader.readexactly(size + 2)
         return [json.loads(line[6:]) for line in chunk.split(b"\n") if line.startswith(b"data: ")]
@@ -300,7 +304,9 @@ async def test_a_slow_sse_reader_is_bounded_delays_no_one_and_is_caught_up_exact
         # It reads again: everything, in order, exactly once; each catch-up says how many
         # events it carries; then it is live.
         seen: list[str] = []
-        first = await asyncio.wait_for(slow.messages(), TIMEOUT)  # retry hint and snapshot
+        first: list[dict[str, Any]] = []
+        while not first:  # the retry hint (a chunk of its own), then the snapshot
+            first = await asyncio.wait_for(slow.messages(), TIMEOUT)
         assert [m["type"] for m in first] == ["snapshot"]
         while len(seen) < len(expected):
             for msg in await asyncio.wait_for(slow.messages(), TIMEOUT):
@@ -354,3 +360,108 @@ async def test_a_draining_node_ends_every_stream_cleanly_with_a_reconnect_hint(
         await stopping
         # Well inside uvicorn's graceful timeout (2 s here): nobody waited for it.
         assert time.monotonic() - started < 1.5
+
+
+# -- the protocol path (TickerEventStream) and the ASGI route behind it ----------------------
+
+
+async def raw_exchange(port: int, *parts: bytes, pause: float = 0.0) -> bytes:
+    """Send `parts` (with `pause` between them) on a new connection; everything it answers
+    until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(pause)
+        return await asyncio.wait_for(reader.read(), TIMEOUT)
+    finally:
+        writer.close()
+
+
+def answer_of(raw: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, json.loads(body)
+
+
+async def test_bad_requests_on_the_protocol_path_get_the_same_json_errors(
+    server: Server
+) -> None:
+    host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+    cases = [
+        (b"GET /sse/en HTTP/1.1\r\n" + host + b"Content-Length: 5\r\n\r\nhello", 400, None),
+        (b"GET /sse/en HTTP/1.1\r\n\r\n", 400, "Host"),
+        (b"GET /sse/en HTTP/1.1\r\n" + host + b"Origin: https://a.example\r\n"
+         b"Origin: https://b.example\r\n\r\n", 400, "Origin"),
+        (b"GET /sse/en/more HTTP/1.1\r\n" + host + b"\r\n", 404, "channel"),
+        (b"GET /sse/xx HTTP/1.1\r\n" + host + b"\r\n", 404, "channel"),
+        (b"GET /sse/en HTTP/1.1\r\n" + host + b"Last-Event-ID: junk\r\n\r\n", 400,
+         "Last-Event-ID"),
+        (b"GET /sse/en?cursor=1-2-3 HTTP/1.1\r\n" + host + b"\r\n", 400, "cursor"),
+        (b"GET /sse/en HTTP/1.1\r\n" + host + b"X-Pad: " + b"p" * 9000 + b"\r\n\r\n", 431, None),
+        (b"GET /sse/en HTTP/1.1\r\n" + host + b"Bad Header\r\n\r\n", 400, None),
+    ]
+    for request, status, field in cases:
+        got, headers, body = answer_of(await raw_exchange(server.port, request))
+        assert got == status, (request[:60], body)
+        assert body["error"] and body["message"] and body.get("field") == field
+        assert headers["content-type"] == "application/json"
+        assert headers["connection"] == "close"
+        assert headers["x-content-type-options"] == "nosniff"
+    assert not server.runtime.ws_cap.open and server.runtime.per_channel["en"] == 0
+    # The node still serves readers.
+    async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http, \
+            http.stream("GET", "/sse/en") as response:
+        _, msg = await SSEStream(response).message()
+        assert msg["type"] == "snapshot"
+
+
+async def test_a_request_in_pieces_is_served_and_one_never_finished_is_closed(
+    server: Server, monkeypatch: Any
+) -> None:
+    head = f"GET /sse/en HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for part in (head[:14], head[14:30], head[30:]):
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"transfer-encoding: chunked" in answer and b"x-request-id: " in answer
+    writer.close()
+
+    from ticker.transport import sse
+    monkeypatch.setattr(sse, "HANDSHAKE_TIMEOUT", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(head[:20])  # and never the rest
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # closed, nothing said
+    assert time.monotonic() - started < 2.0
+    writer.close()
+
+
+async def test_with_upgrade_routing_off_the_asgi_route_serves_the_same_stream(
+    redis_url: str, prefix: str, redis: Redis
+) -> None:
+    settings = make_settings(redis_url, prefix, upgrade_routing=False, sse_heartbeat=0.2)
+    server = await start_node(settings)
+    key = Keys(prefix).stream("en")
+    async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http, \
+            http.stream("GET", "/sse/en") as response:
+        assert "date" in response.headers  # uvicorn's own response, not the protocol path
+        events = SSEStream(response)
+        hint = await events.block()
+        assert hint.retry == RETRY_MS
+        _, snap = await events.message()
+        assert snap["type"] == "snapshot"
+        await redis.xadd(key, {"text": "through the route"})
+        _, msg = await events.message()
+        assert texts(msg) == ["through the route"]
+        beat = await events.block(2.0)  # the hub's heartbeat, framed by uvicorn this time
+        assert beat.comments == ["keepalive"] and not beat.data
+        stopping = asyncio.create_task(server.stop())
+        rest = await events.rest()
+        assert rest and rest[-1].retry is not None
+        await stopping

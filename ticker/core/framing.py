@@ -2,6 +2,8 @@
 
 Frames are built once per channel and batch and written byte-for-byte to every subscriber:
 server-to-client websocket frames are unmasked, so the same bytes are valid on every socket.
+An SSE stream is an HTTP/1.1 response in chunked transfer coding, so its events are written
+as chunks, also built once (`sse_chunk`) for every SSE reader.
 """
 
 from __future__ import annotations
@@ -32,3 +34,25 @@ def sse_event(payload: bytes, cursor: str | None) -> bytes:
     return b"id: " + cursor.encode("ascii") + b"\ndata: " + payload + b"\n\n"
 
 
+
+
+def chunk(data: bytes) -> bytes:
+    """`data` as one chunk of an HTTP/1.1 chunked body (RFC 9112 7.1); never empty, since an
+    empty chunk ends the body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def unchunk(data: bytes) -> bytes:
+    """What one `chunk` carries (for a stream whose server does the chunking itself)."""
+    return data[data.index(b"\r\n") + 2:-2]
+
+
+def sse_chunk(payload: bytes, cursor: str | None) -> bytes:
+    """`sse_event` as one chunk: what the hub writes to an SSE reader."""
+    return chunk(sse_event(payload, cursor))
+
+
+# A comment line: the browser ignores it; proxies see traffic, and a reader that vanished
+# leaves it unacknowledged (TICKER_CLIENT_TIMEOUT).
+SSE_HEARTBEAT = chunk(b": keepalive\n\n")
+LAST_CHUNK = b"0\r\n\r\n"  # the end of a chunked body

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ticker.core.channels import Channel
 from ticker.core.errors import ValidationError
-from ticker.core.framing import PING_FRAME, frame, sse_event
+from ticker.core.framing import PING_FRAME, SSE_HEARTBEAT, frame, sse_chunk
 from ticker.core.items import Rejection, parse_entry, parse_stream_id
 from ticker.core.messages import (
     event_json,
@@ -274,7 +274,7 @@ class ChannelHub:
                 write(data)
             n = len(writers)
         if self.sse_writers:
-            data = sse_event(payload, cursor)
+            data = sse_chunk(payload, cursor)
             sse = tuple(self.sse_writers.values())
             for write in sse:
                 write(data)
@@ -290,7 +290,7 @@ class ChannelHub:
             for write in tuple(self.writers.values()):
                 write(data)
         if self.sse_writers:
-            data = sse_event(payload, None)
+            data = sse_chunk(payload, None)
             for write in tuple(self.sse_writers.values()):
                 write(data)
 
@@ -358,7 +358,7 @@ class ChannelHub:
         return None if found is None else frame(found[0])
 
     def _send(self, conn: Subscriber, payload: bytes, preamble: bytes = b"") -> None:
-        data = sse_event(payload, self.state.cursor) if conn.sse else frame(payload)
+        data = sse_chunk(payload, self.state.cursor) if conn.sse else frame(payload)
         conn.write(preamble + data if preamble else data)
 
     def _send_first(self, conn: Subscriber, payload: bytes, ids: tuple[str, ...], now: int,
@@ -471,6 +471,13 @@ class Hub:
                 else:
                     conn.awaiting_pong = True
                     conn.write(PING_FRAME)
+
+    def heartbeat(self) -> None:
+        """A comment line to every live SSE reader (TICKER_SSE_HEARTBEAT): one timer per
+        process for all of them, as for pings."""
+        for ch in self.channels.values():
+            for write in tuple(ch.sse_writers.values()):
+                write(SSE_HEARTBEAT)
 
     def sweep_slow(self, at: float) -> None:
         """Close subscribers blocked longer than `slow_timeout`; they resume by cursor."""

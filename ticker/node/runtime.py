@@ -92,6 +92,7 @@ class Runtime:
         self._tasks = tasks = [
             asyncio.create_task(self.reader.run(), name="ticker-reader"),
             asyncio.create_task(self._housekeeping(), name="ticker-housekeeping"),
+            asyncio.create_task(self._heartbeats(), name="ticker-sse-heartbeats"),
             asyncio.create_task(self.reach.run(), name="ticker-reach"),
             asyncio.create_task(self.newsroom.run_scheduler(), name="ticker-scheduler"),
             asyncio.create_task(self.desk_feed.run(), name="ticker-desk-feed"),
@@ -158,6 +159,12 @@ class Runtime:
                     await self._dead_letters(pending)
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("shutdown: reach counts or dead letters not written (%s)", exc)
+
+    async def _heartbeats(self) -> None:
+        """Every TICKER_SSE_HEARTBEAT seconds, a comment line to every SSE reader."""
+        while True:
+            await ticks.tick(self.settings.sse_heartbeat)
+            self.hub.heartbeat()
 
     async def _housekeeping(self) -> None:
         """Once a second: slow-client sweep, pings, retrying dead letters that failed,

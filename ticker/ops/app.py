@@ -29,21 +29,11 @@ from ticker.process.settings import Settings
 from ticker.redis.connection import connect as redis_client
 from ticker.transport import api, feeds, openapi, push, reach, requestid, sse, webhooks
 from ticker.transport.assets import templates, web_dir
-from ticker.transport.http import error_response
+from ticker.transport.http import error_response, security_headers
 from ticker.transport.requestid import RequestId
 from ticker.transport.throttle import Throttle
 
 log = logging.getLogger("ticker.ops.app")
-
-
-def content_security_policy(frame_ancestors: str) -> str:
-    """No inline script or style anywhere: every page and the widget load theirs from /static
-    (the widget styles its Shadow DOM with a constructed stylesheet)."""
-    return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; "
-        "img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; "
-        f"base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
-    )
 
 
 class SecurityHeaders:
@@ -51,15 +41,7 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, frame_ancestors: str = "'self'") -> None:
         self.app = app
-        self.headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"strict-origin-when-cross-origin"),
-            (b"content-security-policy", content_security_policy(frame_ancestors).encode()),
-        ]
-        # The legacy header can only say "same origin" or "nobody"; CSP says the rest.
-        legacy = {"'self'": b"SAMEORIGIN", "'none'": b"DENY"}.get(frame_ancestors.strip())
-        if legacy is not None:
-            self.headers.append((b"x-frame-options", legacy))
+        self.headers = security_headers(frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

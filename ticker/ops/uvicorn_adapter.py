@@ -43,23 +43,38 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # internal 
 
 from ticker.process import ticks
 from ticker.transport import websocket as wsserver
+from ticker.transport.sse import TickerEventStream
 from ticker.transport.websocket import TickerWebSocket
 
 if TYPE_CHECKING:
     from ticker.node.runtime import Runtime
 
 WS_REQUEST = b"GET /ws/"  # how a reader's upgrade request starts
+SSE_REQUEST = b"GET /sse/"  # how a reader's event-stream request starts
 
 
-class UvicornWebSocket(TickerWebSocket):
-    """`TickerWebSocket` constructed the way uvicorn constructs a `ws=` class (internal 1)."""
+class UvicornConstructed:
+    """A reader's protocol class constructed the way uvicorn constructs a `ws=` class
+    (internal 1): the runtime from the app's lifespan state, and the server's connections."""
 
     __slots__ = ()
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         runtime: Runtime | None = app_state.get("ticker")
-        super().__init__(runtime, server_state.connections)
+        super().__init__(runtime, server_state.connections)  # type: ignore[call-arg]
+
+
+class UvicornWebSocket(UvicornConstructed, TickerWebSocket):
+    """`TickerWebSocket`, uvicorn's `ws=` class."""
+
+    __slots__ = ()
+
+
+class UvicornEventStream(UvicornConstructed, TickerEventStream):
+    """`TickerEventStream`, handed its connection by `TickerHttp`."""
+
+    __slots__ = ()
 
 
 class SilentPeers:
@@ -106,10 +121,11 @@ class TickerHttp(asyncio.Protocol):
     """uvicorn's `http=` protocol class: a connection's first bytes choose its protocol.
 
     A request that starts `GET /ws/` and has an `Upgrade` header goes straight to the
-    websocket class (uvicorn's `ws=`), bytes as they came. Everything else, including an
-    upgrade whose first segment is too short to tell, gets uvicorn's own `HttpToolsProtocol`,
-    created and fed exactly as uvicorn would have (internals 1 and 2); with websockets off
-    (`ws="none"`) every request does.
+    websocket class (uvicorn's `ws=`), bytes as they came; one that starts `GET /sse/` to the
+    SSE stream's (`UvicornEventStream`). Everything else, including a request whose first
+    segment is too short to tell, gets uvicorn's own `HttpToolsProtocol`, created and fed
+    exactly as uvicorn would have (internals 1 and 2); with websockets off (`ws="none"`)
+    every websocket upgrade does.
     """
 
     __slots__ = ("app_state", "config", "server_state", "transport")
@@ -146,6 +162,9 @@ class TickerHttp(asyncio.Protocol):
                 and b"\nupgrade:" in data.lower():
             protocol = upgrade(config=self.config, server_state=self.server_state,
                                app_state=self.app_state)
+        elif data.startswith(SSE_REQUEST):
+            protocol = UvicornEventStream(config=self.config, server_state=self.server_state,
+                                          app_state=self.app_state)
         else:
             protocol = HttpToolsProtocol(config=self.config, server_state=self.server_state,
                                          app_state=self.app_state)

@@ -17,6 +17,31 @@ from ticker.core.items import OPS
 from ticker.node.runtime import runtime_of
 
 
+def content_security_policy(frame_ancestors: str) -> str:
+    """No inline script or style anywhere: every page and the widget load theirs from /static
+    (the widget styles its Shadow DOM with a constructed stylesheet)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; "
+        f"base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
+    )
+
+
+def security_headers(frame_ancestors: str) -> list[tuple[bytes, bytes]]:
+    """The headers every HTTP response carries (ticker.ops.app.SecurityHeaders adds them to
+    the app's; the SSE stream writes its own)."""
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"strict-origin-when-cross-origin"),
+        (b"content-security-policy", content_security_policy(frame_ancestors).encode()),
+    ]
+    # The legacy header can only say "same origin" or "nobody"; CSP says the rest.
+    legacy = {"'self'": b"SAMEORIGIN", "'none'": b"DENY"}.get(frame_ancestors.strip())
+    if legacy is not None:
+        headers.append((b"x-frame-options", legacy))
+    return headers
+
+
 def error_response(exc: TickerError) -> JSONResponse:
     headers = getattr(exc, "headers", None)
     return JSONResponse(exc.as_dict(), status_code=exc.status, headers=headers)

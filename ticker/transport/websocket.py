@@ -39,7 +39,6 @@ import asyncio
 import codecs
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import MutableSet
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -53,12 +52,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
-from ticker.core.clock import now_ms
 from ticker.core.errors import HTTPError
 from ticker.transport import resume
+from ticker.transport.reader import ReaderConnection
 
 if TYPE_CHECKING:
-    from ticker.core.hub import ChannelHub
     from ticker.node.runtime import Runtime
 
 log = logging.getLogger("ticker.ws")
@@ -140,7 +138,7 @@ def parse_request(data: bytes) -> Request:
     # get_all, not `in`: a Headers lookup of a missing name raises and catches a KeyError.
     lengths = headers.get_all("Content-Length")
     if headers.get_all("Transfer-Encoding") or (lengths and set(lengths) != {"0"}):
-        raise ValueError("an upgrade request has no body")
+        raise ValueError("a reader's request has no body")
     try:
         path = head.url.decode("ascii")
     except UnicodeDecodeError:
@@ -159,56 +157,28 @@ class Refusal(Exception):
         self.headers = headers
 
 
-class TickerWebSocket(asyncio.Protocol):
+class TickerWebSocket(ReaderConnection):
     """One reader's websocket: the upgrade request arrives as the connection's first bytes."""
 
-    __slots__ = (
-        "address", "awaiting_pong", "blocked_since", "channel", "closed", "conn", "connections",
-        "cursor", "deadline", "decoder", "fragmented", "inbound", "inbound_since", "pending",
-        "runtime", "transport", "unparsed", "upgraded", "write",
-    )
+    __slots__ = ("awaiting_pong", "conn", "cursor", "decoder", "fragmented", "inbound",
+                 "inbound_since", "pending", "unparsed", "upgraded")
 
     sse = False  # the hub frames our messages as websocket frames
 
     def __init__(self, runtime: Runtime | None, connections: MutableSet[Any]) -> None:
-        self.runtime = runtime
-        self.connections = connections  # the server's live connections (shutdown reaches us)
-        self.transport: asyncio.Transport | None = None
+        super().__init__(runtime, connections)
         self.upgraded = False  # the 101 was sent
         self.conn: ServerProtocol | None = None  # the OPEN-state protocol, while it has work
         self.unparsed = 0  # bytes given to `conn` that are not yet in a whole frame
         self.fragmented = False  # a fragmented message is open in `conn`
         self.decoder: codecs.IncrementalDecoder | None = None  # for a fragmented text message
-        self.channel: ChannelHub | None = None
-        self.address: str | None = None  # counted against the per-address cap
         self.awaiting_pong = False
-        self.blocked_since = 0.0
-        self.closed = False  # left the hub: nothing more is written but the closing handshake
         self.cursor: str | None = None
         self.inbound = 0
         self.inbound_since = 0.0
         self.pending = b""  # the start of an upgrade request that came in pieces
-        # For the rest of a request that came in pieces, then for the client's close frame.
-        self.deadline: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        self.write = transport.write
-        self.connections.add(self)
-        runtime = self.runtime
-        if runtime is not None:
-            limit = runtime.settings.client_buffer
-            transport.set_write_buffer_limits(high=limit, low=limit // 4)
-            sndbuf = runtime.settings.socket_sndbuf
-            if sndbuf:
-                # Bounds the kernel's memory per reader too (loopback autotuning takes MBs).
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -220,26 +190,9 @@ class TickerWebSocket(asyncio.Protocol):
             log.exception("websocket error; closing the connection")
             self.abort()
 
-    def eof_received(self) -> bool | None:
-        self._leave()
-        return None  # the transport closes itself
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
         self.conn = None
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-        self._leave()
-        self.connections.discard(self)
-
-    def pause_writing(self) -> None:
-        if self.channel is not None:
-            self.channel.block(self, time.monotonic())
-
-    def resume_writing(self) -> None:
-        if self.channel is not None and not self.closed:
-            self.channel.unblock(self, now_ms())
+        super().connection_lost(exc)
 
     # -- what the server and the hub call ------------------------------------------------
 
@@ -262,12 +215,6 @@ class TickerWebSocket(asyncio.Protocol):
         with contextlib.suppress(InvalidState):
             conn.send_close(code, short_reason(reason))
         self._flush(conn)
-
-    def abort(self) -> None:
-        self.closed = True
-        self._leave()
-        if self.transport is not None:
-            self.transport.abort()
 
     # -- the opening handshake -------------------------------------------------------------
 
@@ -493,15 +440,3 @@ class TickerWebSocket(asyncio.Protocol):
         if conn.close_expected() and conn.state is not CLOSED and self.deadline is None:
             # We sent a close frame and wait for the client's: not forever.
             self.deadline = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
-
-    # -- internals -----------------------------------------------------------------------
-
-    def _leave(self) -> None:
-        channel, self.channel = self.channel, None
-        if channel is not None:
-            channel.unsubscribe(self)
-            if self.runtime is not None:
-                self.runtime.connections_changed(channel.info.name, -1)
-        address, self.address = self.address, None
-        if address is not None and self.runtime is not None:
-            self.runtime.ws_cap.release(address)
