@@ -1,7 +1,8 @@
-"""Fan-out benchmark: ticker against a naive Starlette app and a raw asyncio floor.
+"""Fan-out benchmark: ticker against a naive Starlette app, a Node.js ``ws`` server and a raw
+asyncio floor.
 
 For each number of clients (``--clients 1000,10000,50000``) and each server under test
-(``--servers ticker,ticker:2,naive,raw``; ``:N`` = N processes sharing the port), on a private
+(``--servers ticker,ticker:2,naive,raw,node``; ``:N`` = N processes sharing the port), on a private
 redis-server, with the clients spread over load-gen worker processes (``loadgen.py``) and
 127.0.0.x source addresses, it measures:
 
@@ -21,7 +22,20 @@ redis-server, with the clients spread over load-gen worker processes (``loadgen.
 - stalled readers (``--phases stall``, issue 8): ``--stall-fraction`` of the clients stop
   reading; the healthy clients' latency for ``--stall-items`` single items before and while
   they are stalled, server RSS before, once the stalled are full and at the end, and whether
-  each stalled client, reading again, gets every item it missed in order.
+  each stalled client, reading again, gets every item it missed in order;
+- the breaking-news spike (``--phases spike``, issue 19): instead of connecting as fast as
+  they can, the clients arrive evenly over ``--spike-seconds`` with no cursor while an item
+  goes out every ``--spike-interval`` s: each client's connect-to-snapshot time, the live
+  items' latency during the wave, that every client has the items after it, CPU per connect;
+- SSE readers at websocket cost (``--phases sse``, ticker only): ``--sse-clients`` SSE readers
+  join the websocket clients; CPU per SSE delivery against per websocket delivery, RSS per
+  SSE reader, and an SSE reconnect storm resumed by ``Last-Event-ID``;
+- balancers (``--balancer none,nginx,haproxy``): each server directly and through nginx
+  (deploy/nginx.conf) and HAProxy in TCP mode (benchmarks/balancers.py), with the balancer's
+  CPU per delivery and per connect, its RSS and the kernel's TCP memory per connection;
+- several nodes (``--nodes 3`` behind a balancer, the capacity check of docs/capacity.md) and
+  a node loss (``--phases nodeloss``): one node is killed and its readers reconnect through
+  the balancer to the others with their cursors.
 
 Server CPU is the run time of every thread of the server's process tree. All servers run in
 the same invocation, one after another (``--rounds`` interleaves repeats), so ratios compare
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +66,52 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect as ws_connect
 
 try:
-    from benchmarks import procs, report
+    from benchmarks import balancers, procs, report
 except ImportError:  # run as a script: python benchmarks/fanout.py
+    import balancers  # type: ignore[no-redef,import-not-found]
     import procs  # type: ignore[no-redef,import-not-found]
     import report  # type: ignore[no-redef,import-not-found]
 
 STREAM = "ticker:stream:en"
-SERVERS = ("ticker", "naive", "raw")
-RESUMES = ("ticker", "raw")  # servers that resume by cursor; naive sends a snapshot instead
+SERVERS = ("ticker", "naive", "raw", "node")
+RESUMES = ("ticker", "raw", "node")  # resume by cursor; naive sends a snapshot instead
 FD_RESERVE = 500  # descriptors a server process needs besides its clients' sockets
+BALANCERS = ("none", *balancers.KINDS)
+PHASES = ("single", "burst", "spread", "storm", "stall", "spike", "sse", "nodeloss")
+SSE_PER_ADDRESS = 80  # within ticker's per-address burst of HTTP requests (100)
+
+
+@dataclass
+class Meter:
+    """The servers under test (each node's process tree) and the balancer in front, if any:
+    CPU seconds and RSS, the nodes' and the balancer's apart. A node that was killed (the
+    node-loss phase) no longer counts."""
+
+    nodes: list[subprocess.Popen[bytes]]
+    balancer: balancers.Balancer | None = None
+    redis_pid: int | None = None
+
+    def alive(self) -> list[int]:
+        return [p.pid for p in self.nodes if p.poll() is None]
+
+    def cpu(self) -> float:
+        return sum(procs.cpu_seconds(pid) for pid in self.alive())
+
+    def user_system(self) -> tuple[float, float]:
+        split = [procs.user_system_seconds(pid) for pid in self.alive()]
+        return sum(u for u, _ in split), sum(s for _, s in split)
+
+    def rss(self) -> int:
+        return sum(procs.rss_kib(pid) for pid in self.alive())
+
+    def balancer_cpu(self) -> float:
+        return self.balancer.cpu_seconds() if self.balancer is not None else 0.0
+
+    def balancer_rss(self) -> int:
+        return self.balancer.rss_kib() if self.balancer is not None else 0
+
+    def redis_cpu(self) -> float:
+        return procs.cpu_seconds(self.redis_pid) if self.redis_pid is not None else 0.0
 
 
 def kind_of(spec: str) -> tuple[str, int]:
@@ -148,16 +201,16 @@ async def timed_items(
 async def single_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
-    pid: int,
+    meter: Meter,
     per_worker: list[int],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """``--items`` XADDs ``--interval`` apart; latency, last client, CPU per delivery."""
-    cpu0 = procs.cpu_seconds(pid)
+    cpu0 = meter.cpu()
     clients0 = workers.cpu_seconds()
     out = await timed_items(r, workers, per_worker, range(args.items), args.interval,
                             args.timeout)
-    cpu = procs.cpu_seconds(pid) - cpu0
+    cpu = meter.cpu() - cpu0
     clients_cpu = workers.cpu_seconds() - clients0
     if out.get("last_client_ms"):
         out["deliveries_per_s"] = sum(per_worker) / (out["last_client_ms"] / 1000)
@@ -173,7 +226,7 @@ async def single_phase(
 async def burst_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
-    pid: int,
+    meter: Meter,
     per_worker: list[int],
     args: argparse.Namespace,
     spread: float,
@@ -186,7 +239,7 @@ async def burst_phase(
     n = args.burst_items
     for b in range(count):
         await asyncio.sleep(0.5)
-        cpu0 = procs.cpu_seconds(pid)
+        cpu0 = meter.cpu()
         sent: dict[int, int] = {}
         if spread <= 0:
             async with r.pipeline(transaction=False) as pipe:
@@ -204,7 +257,7 @@ async def burst_phase(
                 sent[seq] = time.time_ns()
                 await r.xadd(STREAM, bench_fields(seq, sent[seq]))
         replies = await collect(workers, [c * n for c in per_worker], args.timeout)
-        cpu = procs.cpu_seconds(pid) - cpu0
+        cpu = meter.cpu() - cpu0
         run = deliveries_summary(replies, sent)
         run["missing"] = sum(per_worker) * n - run["deliveries"]
         run["frames_per_client"] = run["frames"] / max(1, sum(per_worker))
@@ -236,7 +289,7 @@ async def burst_phase(
 async def storm_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
-    pid: int,
+    meter: Meter,
     per_worker: list[int],
     args: argparse.Namespace,
     resumes: bool,
@@ -254,13 +307,13 @@ async def storm_phase(
         sent[seq] = time.time_ns()
         await r.xadd(STREAM, bench_fields(seq, sent[seq]))
     await asyncio.sleep(1.0)  # the server has read them and seen every client go
-    cpu0 = procs.cpu_seconds(pid)
+    cpu0 = meter.cpu()
     replies = await workers.call(
         {"cmd": "reconnect", "concurrency": args.storm_concurrency}, args.connect_timeout
     )
     wait_s = args.timeout if resumes else 2.0  # naive never sends what was missed
     got = await collect(workers, [x["connected"] * args.storm_items for x in replies], wait_s)
-    cpu = procs.cpu_seconds(pid) - cpu0
+    cpu = meter.cpu() - cpu0
     n = sum(x["connected"] for x in replies)
     t0 = min(x["t_start"] for x in replies)
     out = deliveries_summary(got, sent)
@@ -311,19 +364,10 @@ async def blocked_readers(port: int) -> int | None:
     return await asyncio.to_thread(scrape)
 
 
-def tcp_mem_kib() -> int:
-    """The kernel's TCP socket memory (every socket on the machine), /proc/net/sockstat."""
-    for line in Path("/proc/net/sockstat").read_text().splitlines():
-        if line.startswith("TCP:"):
-            fields = line.split()
-            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-    return 0
-
-
 async def stall_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
-    pid: int,
+    meter: Meter,
     port: int,
     per_worker: list[int],
     args: argparse.Namespace,
@@ -343,7 +387,7 @@ async def stall_phase(
     k = args.stall_items
     before = await timed_items(r, workers, per_worker, range(base, base + k), args.interval,
                                args.timeout)
-    rss0, tcp0 = procs.rss_kib(pid), tcp_mem_kib()
+    rss0, tcp0 = meter.rss(), balancers.socket_memory()["mem_kib"]
     replies = await workers.call_each(
         [{"cmd": "stall", "count": c, "rcvbuf": args.stall_rcvbuf} for c in counts], 60)
     stalled = [x["stalled"] for x in replies]
@@ -373,11 +417,11 @@ async def stall_phase(
         elif b + 1 >= args.stall_fill:
             break
     fill_s = time.monotonic() - t0
-    rss1, tcp1 = procs.rss_kib(pid), tcp_mem_kib()
+    rss1, tcp1 = meter.rss(), balancers.socket_memory()["mem_kib"]
     during = await timed_items(r, workers, healthy, range(base + 500, base + 500 + k),
                                args.interval, args.timeout)
     seqs.extend(range(base + 500, base + 500 + k))
-    rss2, tcp2 = procs.rss_kib(pid), tcp_mem_kib()
+    rss2, tcp2 = meter.rss(), balancers.socket_memory()["mem_kib"]
     blocked_end = await blocked_readers(port) if measures_blocked else None
     # The stalled clients read again: each must get every item since it stalled, in order.
     t1 = time.monotonic()
@@ -420,6 +464,15 @@ def addresses_per_worker(clients: int, nprocs: int, per_address: int) -> int:
     return max(1, -(-share // per_address))
 
 
+def addresses_used(args: argparse.Namespace, clients: int, nofile: int) -> int:
+    """Source addresses one server run takes: its websocket clients', and its SSE readers'."""
+    n = loadgen_procs(args, clients, nofile)
+    used = n * addresses_per_worker(clients, n, args.per_address)
+    if "sse" in args.phases:
+        used += n * addresses_per_worker(args.sse_clients, n, SSE_PER_ADDRESS)
+    return used
+
+
 def loadgen_procs(args: argparse.Namespace, clients: int, nofile: int) -> int:
     """``--procs``, or more when one worker would exceed the file limit."""
     return max(args.procs, -(-clients // (nofile - FD_RESERVE)))
@@ -436,6 +489,256 @@ async def warm_up(port: int, count: int) -> None:
             await ws.recv()
 
 
+def item_counts(replies: list[dict[str, Any]]) -> dict[int, int]:
+    """How many clients got each bench seq, over the workers' ``collect`` replies."""
+    counts: dict[int, int] = {}
+    for reply in replies:
+        for seq_s, rec in reply["items"].items():
+            counts[int(seq_s)] = counts.get(int(seq_s), 0) + len(rec["lat_us"])
+    return counts
+
+
+async def spike_connect(
+    r: aioredis.Redis, workers: procs.Workers, meter: Meter, args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The breaking-news spike (issue 19): every client connects, without a cursor, at a
+    steady pace over ``--spike-seconds`` while an item goes out every ``--spike-interval``
+    seconds, and ``--spike-after`` more items after the wave. Each client's time from its
+    connect to its snapshot; the live items' latency to everyone connected when they went
+    out (the wave's items) and, after the wave, that every client got each; server CPU
+    over the wave per connect."""
+    sent: dict[int, int] = {}
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        k = 0
+        start = time.monotonic()
+        while not stop.is_set():
+            seq = 700_000 + k
+            sent[seq] = time.time_ns()
+            await r.xadd(STREAM, bench_fields(seq, sent[seq]))
+            k += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, start + k * args.spike_interval
+                                               - time.monotonic())):
+                    await stop.wait()
+
+    await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
+    # What the server spends doing nothing (its timers), charged to no connect below.
+    idle0, t_idle = meter.cpu(), time.monotonic()
+    await asyncio.sleep(2.0)
+    idle_rate = (meter.cpu() - idle0) / (time.monotonic() - t_idle)
+    cpu0, bcpu0, mem0 = meter.cpu(), meter.balancer_cpu(), balancers.socket_memory()
+    (user0, sys0), t_wave = meter.user_system(), time.monotonic()
+    publisher = asyncio.create_task(publish())
+    try:
+        replies = await workers.call({"cmd": "connect", "over": args.spike_seconds},
+                                     args.connect_timeout)
+        cpu, bcpu = meter.cpu() - cpu0, meter.balancer_cpu() - bcpu0
+        user1, sys1 = meter.user_system()
+        idle = idle_rate * (time.monotonic() - t_wave)
+        wave_seqs = set(sent)
+        await asyncio.sleep(args.spike_after * args.spike_interval)
+    finally:
+        stop.set()
+        await publisher
+    after_seqs = set(sent) - wave_seqs
+    await asyncio.sleep(2.0)  # the last item reaches everyone
+    got = await workers.call({"cmd": "collect"}, 60)
+    counts = item_counts(got)
+    n = sum(x["connected"] for x in replies)
+    first = [v for x in replies for v in x.get("first_us", [])]
+    wave_lat = [v for x in got for seq_s, rec in x["items"].items()
+                if int(seq_s) in wave_seqs for v in rec["lat_us"]]
+    after_lat = [v for x in got for seq_s, rec in x["items"].items()
+                 if int(seq_s) in after_seqs for v in rec["lat_us"]]
+    wall = (max(x["t_done"] for x in replies) - min(x["t_start"] for x in replies)) / 1e9
+    out: dict[str, Any] = {
+        "clients": n,
+        "failed": sum(x["failed"] for x in replies),
+        "wave_s": wall,
+        "connects_per_s": n / wall if wall else None,
+        "late_start_ms": max((x.get("late_start_us", 0) for x in replies), default=0) / 1000,
+        "cpu_s": cpu,
+        "idle_cpu_s": idle,
+        # The wave's CPU beyond idle, per client: its connect and snapshot, and its share of
+        # the live items that went out meanwhile.
+        "cpu_per_connect_us": (cpu - idle) / n * 1e6 if n else None,
+        "user_per_connect_us": (user1 - user0) / n * 1e6 if n else None,
+        "system_per_connect_us": (sys1 - sys0) / n * 1e6 if n else None,
+        "balancer_cpu_per_connect_us": bcpu / n * 1e6 if n and meter.balancer else None,
+        "kernel_tcp_kib_per_client": (balancers.socket_memory()["mem_kib"] - mem0["mem_kib"])
+        / n if n else None,
+        "items_during": len(wave_seqs),
+        "deliveries_during": sum(counts.get(q, 0) for q in wave_seqs),
+        "items_after": len(after_seqs),
+        "missing_after": sum(n - counts.get(q, 0) for q in after_seqs),
+    }
+    if first:
+        out |= {"snapshot_p50_ms": report.percentile(first, 50) / 1000,
+                "snapshot_p99_ms": report.percentile(first, 99) / 1000,
+                "snapshot_max_ms": max(first) / 1000,
+                "snapshot_within_3s": sum(1 for v in first if v <= 3_000_000) / len(first)}
+    if wave_lat:
+        out |= {"live_p50_ms": report.percentile(wave_lat, 50) / 1000,
+                "live_p99_ms": report.percentile(wave_lat, 99) / 1000,
+                "live_max_ms": max(wave_lat) / 1000}
+    if after_lat:
+        out["after_p99_ms"] = report.percentile(after_lat, 99) / 1000
+    out["per_worker"] = [x["connected"] for x in replies]
+    out["replies"] = replies
+    return out
+
+
+async def sse_phase(
+    r: aioredis.Redis, workers: procs.Workers, meter: Meter, port: int,
+    per_worker: list[int], args: argparse.Namespace, sources: list[list[str]],
+) -> dict[str, Any]:
+    """SSE readers at websocket cost (issue 19): ``--sse-items`` single items to the
+    websocket clients alone (CPU per delivery); ``--sse-clients`` SSE readers join (RSS per
+    SSE reader); the same items to both (the SSE readers' CPU per delivery is what the
+    run costs beyond the websocket deliveries at the first rate); then every SSE reader
+    drops at once and resumes with ``Last-Event-ID`` (a reconnect storm)."""
+    k = args.sse_items
+    await workers.call({"cmd": "collect"}, 60)
+    cpu0 = meter.cpu()
+    ws_only = await timed_items(r, workers, per_worker, range(800_000, 800_000 + k),
+                                args.interval, args.timeout)
+    ws_cpu = meter.cpu() - cpu0
+    ws_per = ws_cpu / ws_only["deliveries"] if ws_only["deliveries"] else None
+    sse = procs.Workers()
+    try:
+        await sse.start(port, args.sse_clients, sources, "/sse/en", args.concurrency,
+                        protocol="sse")
+        await asyncio.sleep(1)
+        rss0, mem0 = meter.rss(), balancers.socket_memory()
+        cpu1 = meter.cpu()
+        replies = await sse.call({"cmd": "connect"}, args.connect_timeout)
+        sse_connect_cpu = meter.cpu() - cpu1
+        sse_per_worker = [x["connected"] for x in replies]
+        m = sum(sse_per_worker)
+        await asyncio.sleep(2)
+        rss1, mem1 = meter.rss(), balancers.socket_memory()
+        if m < args.sse_clients:
+            raise RuntimeError(f"only {m} of {args.sse_clients} SSE readers connected")
+        # Both kinds, the same items.
+        sent: dict[int, int] = {}
+        cpu2 = meter.cpu()
+        start = time.monotonic()
+        for i in range(k):
+            await asyncio.sleep(max(0.0, start + i * args.interval - time.monotonic()))
+            seq = 810_000 + i
+            sent[seq] = time.time_ns()
+            await r.xadd(STREAM, bench_fields(seq, sent[seq]))
+        ws_got, sse_got = await asyncio.gather(
+            collect(workers, [n * k for n in per_worker], args.timeout),
+            collect(sse, [n * k for n in sse_per_worker], args.timeout))
+        both_cpu = meter.cpu() - cpu2
+        ws_both = deliveries_summary(ws_got, sent)
+        sse_both = deliveries_summary(sse_got, sent)
+        sse_cpu = both_cpu - ws_both["deliveries"] * (ws_per or 0.0)
+        sse_per = sse_cpu / sse_both["deliveries"] if sse_both["deliveries"] else None
+        storm = await storm_phase(r, sse, meter, sse_per_worker, args, True)
+    finally:
+        await sse.close()
+    out: dict[str, Any] = {
+        "sse_clients": m,
+        "ws_clients": sum(per_worker),
+        "ws_cpu_per_delivery_us": ws_per * 1e6 if ws_per is not None else None,
+        "sse_cpu_per_delivery_us": sse_per * 1e6 if sse_per is not None else None,
+        "sse_vs_ws_cpu_per_delivery": sse_per / ws_per if sse_per and ws_per else None,
+        "both_cpu_per_delivery_us": both_cpu / (ws_both["deliveries"] + sse_both["deliveries"])
+        * 1e6 if ws_both["deliveries"] + sse_both["deliveries"] else None,
+        "sse_connect_cpu_us": sse_connect_cpu / m * 1e6 if m else None,
+        "rss_per_sse_kib": (rss1 - rss0) / m if m else None,
+        "kernel_tcp_kib_per_sse": (mem1["mem_kib"] - mem0["mem_kib"]) / m if m else None,
+        "kernel_slab_kib_per_sse": (mem1["slab_kib"] - mem0["slab_kib"]) / m if m else None,
+        "ws_lat_p99_ms": ws_both.get("lat_p99_ms"),
+        "sse_lat_p99_ms": sse_both.get("lat_p99_ms"),
+        "sse_lat_p50_ms": sse_both.get("lat_p50_ms"),
+        "missing": (sum(per_worker) + m) * k - ws_both["deliveries"] - sse_both["deliveries"],
+        "storm_resumed_ms": storm.get("resumed_ms"),
+        "storm_reconnect_ms": storm.get("reconnect_ms"),
+        "storm_cpu_per_reconnect_us": storm.get("cpu_per_reconnect_us"),
+        "storm_snapshots": storm.get("snapshots"),
+        "storm_missing": storm.get("missing"),
+        "storm": storm,
+    }
+    return out
+
+
+async def connections_per_node(ports: list[int]) -> list[int | None]:
+    """``ticker_connections`` of each node (None: it did not answer)."""
+    def scrape(port: int) -> int | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as res:
+                text = res.read().decode()
+        except OSError:
+            return None
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("ticker_connections{")))
+
+    return list(await asyncio.gather(*(asyncio.to_thread(scrape, p) for p in ports)))
+
+
+async def node_loss_phase(
+    r: aioredis.Redis, workers: procs.Workers, meter: Meter, ports: list[int],
+    per_worker: list[int], args: argparse.Namespace,
+) -> dict[str, Any]:
+    """A node dies (SIGKILL to its process group) with its readers on it; each reconnects at
+    once, as the widget does, through the balancer with its cursor to the nodes left, while
+    ``--storm-items`` items go out; until every one of them is back and every client has
+    every item. CPU of the nodes left per reconnection."""
+    await workers.call({"cmd": "collect"}, 60)
+    await workers.call({"cmd": "follow"}, 60)
+    before = await connections_per_node(ports)
+    orphans = before[0] or 0
+    victim = meter.nodes[0]
+    cpu0 = meter.cpu() - procs.cpu_seconds(victim.pid)  # the nodes that stay
+    t0 = time.time_ns()
+    os.killpg(victim.pid, 9)
+    victim.wait()
+    sent: dict[int, int] = {}
+    for i in range(args.storm_items):
+        seq = 950_000 + i
+        sent[seq] = time.time_ns()
+        await r.xadd(STREAM, bench_fields(seq, sent[seq]))
+    deadline = time.monotonic() + args.connect_timeout
+    while True:
+        rejoined = await workers.call({"cmd": "rejoined"}, 60)
+        back = sum(x["reconnected"] for x in rejoined)
+        done = back + sum(x["failed"] for x in rejoined) >= orphans \
+            and not any(x["pending"] for x in rejoined)
+        if done or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    got = await collect(workers, [n * args.storm_items for n in per_worker], args.timeout)
+    cpu = meter.cpu() - cpu0
+    counts = item_counts(got)
+    last = max((rec["last_ns"] for x in got for seq_s, rec in x["items"].items()
+                if int(seq_s) in sent), default=None)
+    first: dict[str, int] = {}
+    for x in rejoined:
+        for kind, k in x["first"].items():
+            first[kind] = first.get(kind, 0) + k
+    return {
+        "readers_per_node": before,
+        "orphans": orphans,
+        "lost": sum(x["lost"] for x in rejoined),
+        "reconnected": back,
+        "failed": sum(x["failed"] for x in rejoined),
+        "first_frame": first,
+        "reconnect_ms": (max(x["t_done"] for x in rejoined) - t0) / 1e6 if back else None,
+        "resumed_ms": (last - t0) / 1e6 if last is not None else None,
+        "missing": sum(sum(per_worker) - counts.get(q, 0) for q in sent),
+        "cpu_s": cpu,
+        "cpu_per_reconnect_us": cpu / back * 1e6 if back else None,
+        "after": await connections_per_node(ports[1:]),
+    }
+
+
 async def bench_server(
     spec: str,
     clients: int,
@@ -444,93 +747,154 @@ async def bench_server(
     workdir: Path,
     first_source: int,
     nofile: int,
+    balancer: str = "none",
 ) -> dict[str, Any]:
-    """Start one server, connect the clients, run every phase, stop it; its figures."""
+    """Start the server (``--nodes`` of them, behind ``balancer`` unless "none"), connect
+    the clients (or let them arrive in a spike), run every phase, stop it; its figures."""
     name, nprocs = kind_of(spec)
     redis_url = f"redis://127.0.0.1:{rport}/0"
     r = aioredis.Redis.from_url(redis_url, socket_timeout=30)
     await r.flushall()
-    port = procs.free_port()
-    log = workdir / f"{name}{nprocs}-{first_source}.log"
-    server = procs.start_server(name, port, redis_url, args.server_ping_interval, log, nprocs,
-                                args.server_env if name == "ticker" else {},
-                                args.ticker_tree if name == "ticker" else None)
+    ports = [procs.free_port() for _ in range(args.nodes)]
+    env = dict(args.server_env) if name == "ticker" else {}
+    meter = Meter([], redis_pid=int((await r.info("server"))["process_id"]))
+    for i, port in enumerate(ports):
+        log = workdir / f"{name}{nprocs}-{first_source}-{i}.log"
+        meter.nodes.append(procs.start_server(
+            name, port, redis_url, args.server_ping_interval, log, nprocs, env,
+            args.ticker_tree if name == "ticker" else None))
     workers = procs.Workers()
-    res: dict[str, Any] = {"server": spec, "clients": clients, "loadavg": os.getloadavg()}
+    res: dict[str, Any] = {"server": label(spec, balancer, args.nodes), "clients": clients,
+                           "loadavg": os.getloadavg(), "balancer": balancer,
+                           "nodes": args.nodes}
     nworkers = loadgen_procs(args, clients, nofile)
+    log = workdir / f"{name}{nprocs}-{first_source}-0.log"
     try:
-        await procs.wait_healthy(port, server, 30)
-        await warm_up(port, 4 * nprocs)
-        await asyncio.sleep(1)
-        rss0 = procs.rss_kib(server.pid)
-        k = addresses_per_worker(clients, nworkers, args.per_address)
-        sources = [
-            [procs.source_address(first_source + w * k + j) for j in range(k)]
-            for w in range(nworkers)
-        ]
-        await workers.start(port, clients, sources, "/ws/en", args.concurrency)
-        await asyncio.sleep(1)  # workers imported and waiting
-        cpu0 = procs.cpu_seconds(server.pid)
-        replies = await workers.call({"cmd": "connect"}, args.connect_timeout)
-        cpu = procs.cpu_seconds(server.pid) - cpu0
-        per_worker = [x["connected"] for x in replies]
-        n = sum(per_worker)
-        wall = (max(x["t_done"] for x in replies) - min(x["t_start"] for x in replies)) / 1e9
-        errors: dict[str, int] = {}
-        for x in replies:
-            for why, count in x["errors"].items():
-                errors[why] = errors.get(why, 0) + count
-        await asyncio.sleep(2)
-        rss1 = procs.rss_kib(server.pid)
-        res |= {
-            "connected": n,
-            "connect_failed": sum(x["failed"] for x in replies),
-            "connect_errors": errors,
-            "connect_s": wall,
-            "connects_per_s": n / wall,
-            "connect_cpu_us": cpu / n * 1e6 if n else None,
-            "rss_before_kib": rss0,
-            "rss_after_kib": rss1,
-            "rss_per_conn_kib": (rss1 - rss0) / n if n else None,
-            "loadgen_procs": nworkers,
-        }
-        print(f"  {spec}: {n} connected in {wall:.1f} s", file=sys.stderr)
-        if n < clients:  # figures over fewer clients would not compare
-            raise RuntimeError(f"only {n} of {clients} clients connected: {errors}")
-        for phase in args.phases:
-            if phase == "single":
-                res["single"] = await single_phase(r, workers, server.pid, per_worker, args)
-            elif phase == "burst":
-                res["burst"] = await burst_phase(
-                    r, workers, server.pid, per_worker, args, 0.0, args.bursts, 0
-                )
-            elif phase == "spread":
-                res["spread"] = await burst_phase(
-                    r, workers, server.pid, per_worker, args, args.spread, args.spreads, 100_000
-                )
-            elif phase == "storm":
-                res["storm"] = await storm_phase(
-                    r, workers, server.pid, per_worker, args, name in RESUMES
-                )
-            elif phase == "stall":
-                res["stall"] = await stall_phase(
-                    r, workers, server.pid, port, per_worker, args, name == "ticker"
-                )
-            print(f"  {spec}: {phase} done", file=sys.stderr)
+        async with contextlib.AsyncExitStack() as stack:
+            for port, node in zip(ports, meter.nodes, strict=True):
+                await procs.wait_healthy(port, node, 30)
+            port = ports[0]
+            if balancer != "none":
+                meter.balancer = stack.enter_context(balancers.balancer(
+                    balancer, workdir, ports, clients + args.sse_clients * ("sse" in args.phases),
+                    nofile))
+                port = meter.balancer.port
+            await warm_up(port, 4 * nprocs * args.nodes)
+            await asyncio.sleep(1)
+            rss0, brss0, mem0 = meter.rss(), meter.balancer_rss(), balancers.socket_memory()
+            k = addresses_per_worker(clients, nworkers, args.per_address)
+            sources = [
+                [procs.source_address(first_source + w * k + j) for j in range(k)]
+                for w in range(nworkers)
+            ]
+            await workers.start(port, clients, sources, "/ws/en", args.concurrency)
+            await asyncio.sleep(1)  # workers imported and waiting
+            if "spike" in args.phases:
+                spike = await spike_connect(r, workers, meter, args)
+                replies = spike.pop("replies")
+                res["spike"] = spike
+                cpu = spike["cpu_s"]
+            else:
+                cpu0 = meter.cpu()
+                replies = await workers.call({"cmd": "connect"}, args.connect_timeout)
+                cpu = meter.cpu() - cpu0
+            per_worker = [x["connected"] for x in replies]
+            n = sum(per_worker)
+            wall = (max(x["t_done"] for x in replies) - min(x["t_start"] for x in replies)) / 1e9
+            errors: dict[str, int] = {}
+            for x in replies:
+                for why, count in x["errors"].items():
+                    errors[why] = errors.get(why, 0) + count
+            await asyncio.sleep(2)
+            rss1, brss1, mem1 = meter.rss(), meter.balancer_rss(), balancers.socket_memory()
+            res |= {
+                "connected": n,
+                "connect_failed": sum(x["failed"] for x in replies),
+                "connect_errors": errors,
+                "connect_s": wall,
+                "connects_per_s": n / wall,
+                "connect_cpu_us": cpu / n * 1e6 if n else None,
+                "rss_before_kib": rss0,
+                "rss_after_kib": rss1,
+                "rss_per_conn_kib": (rss1 - rss0) / n if n else None,
+                "balancer_rss_per_conn_kib": (brss1 - brss0) / n if n and meter.balancer
+                else None,
+                "balancer_rss_kib": brss1 if meter.balancer else None,
+                "kernel_tcp_kib_per_conn": (mem1["mem_kib"] - mem0["mem_kib"]) / n if n else None,
+                "tcp_sockets_per_conn": (mem1["inuse"] - mem0["inuse"]) / n if n else None,
+                "kernel_slab_kib_per_conn": (mem1["slab_kib"] - mem0["slab_kib"]) / n
+                if n else None,
+                "server_skmem_kib_per_conn": sum(balancers.skmem_kib(p) for p in ports) / n
+                if n else None,
+                "loadgen_procs": nworkers,
+            }
+            print(f"  {res['server']}: {n} connected in {wall:.1f} s", file=sys.stderr)
+            if n < clients:  # figures over fewer clients would not compare
+                raise RuntimeError(f"only {n} of {clients} clients connected: {errors}")
+            for phase in args.phases:
+                bcpu0, rcpu0 = meter.balancer_cpu(), meter.redis_cpu()
+                if phase == "single":
+                    res["single"] = await single_phase(r, workers, meter, per_worker, args)
+                elif phase == "burst":
+                    res["burst"] = await burst_phase(
+                        r, workers, meter, per_worker, args, 0.0, args.bursts, 0
+                    )
+                elif phase == "spread":
+                    res["spread"] = await burst_phase(
+                        r, workers, meter, per_worker, args, args.spread, args.spreads, 100_000
+                    )
+                elif phase == "storm":
+                    res["storm"] = await storm_phase(
+                        r, workers, meter, per_worker, args, name in RESUMES
+                    )
+                elif phase == "stall":
+                    res["stall"] = await stall_phase(
+                        r, workers, meter, port, per_worker, args, name == "ticker"
+                    )
+                elif phase == "sse" and name == "ticker":
+                    # SSE requests count against ticker's per-address HTTP rate limit (a
+                    # burst of 100): fewer readers per address than the websockets get.
+                    k_sse = addresses_per_worker(args.sse_clients, nworkers, SSE_PER_ADDRESS)
+                    base = first_source + nworkers * k
+                    sse_sources = [[procs.source_address(base + w * k_sse + j)
+                                    for j in range(k_sse)] for w in range(nworkers)]
+                    res["sse"] = await sse_phase(r, workers, meter, port, per_worker, args,
+                                                 sse_sources)
+                elif phase == "nodeloss" and args.nodes > 1 and name == "ticker":
+                    res["nodeloss"] = await node_loss_phase(r, workers, meter, ports,
+                                                            per_worker, args)
+                else:
+                    continue
+                part = res[phase]
+                part["redis_cpu_s"] = meter.redis_cpu() - rcpu0
+                if meter.balancer is not None and isinstance(part, dict):
+                    part["balancer_cpu_s"] = meter.balancer_cpu() - bcpu0
+                    if part.get("deliveries"):
+                        part["balancer_cpu_per_delivery_us"] = (
+                            part["balancer_cpu_s"] / part["deliveries"] * 1e6)
+                print(f"  {res['server']}: {phase} done", file=sys.stderr)
     except (RuntimeError, TimeoutError, OSError) as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"  {spec}: FAILED {res['error']} (log: {log})", file=sys.stderr)
+        print(f"  {res['server']}: FAILED {res['error']} (log: {log})", file=sys.stderr)
     finally:
         await workers.close()
-        procs.stop(server, group=True)
+        for node in meter.nodes:
+            procs.stop(node, group=True)
         await r.aclose()
-    res["exit_code"] = server.returncode
+    res["exit_code"] = meter.nodes[0].returncode if meter.nodes else None
     return res
+
+
+def label(spec: str, balancer: str, nodes: int) -> str:
+    """How a run is named in the tables: ``ticker:3``, ``ticker:3 via nginx``,
+    ``3 x ticker via haproxy``."""
+    name = f"{nodes} x {spec}" if nodes > 1 else spec
+    return name if balancer == "none" else f"{name} via {balancer}"
 
 
 def strip(result: dict[str, Any]) -> dict[str, Any]:
     """Drop the per-seq receive timestamps (internal) before writing JSON."""
-    for phase in ("single", "burst", "spread", "storm", "stall"):
+    for phase in ("single", "burst", "spread", "storm", "stall", "spike", "sse", "nodeloss"):
         part = result.get(phase) or {}
         part.pop("last_ns", None)
         for run in part.get("runs", []):
@@ -571,30 +935,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     scales: dict[str, Any] = {}
     source = 0
     info = machine() | {"redis": procs.redis_version(args.redis_server), "nofile": nofile}
+    if any(kind_of(s)[0] == "node" for s in args.servers):
+        procs.node_ws_ready()  # npm ci from its lock, before anything starts
     with (
         tempfile.TemporaryDirectory(prefix="fanout-") as tmp,
         procs.redis_server(args.redis_server, Path(tmp)) as rport,
     ):
         for clients in args.clients:
-            specs = [s for s in args.servers if not cannot_hold(s, clients, nofile)]
-            skipped = {s: why for s in args.servers if (why := cannot_hold(s, clients, nofile))}
+            # Each node holds its share of the readers.
+            share = -(-clients // args.nodes)
+            held = [s for s in args.servers if not cannot_hold(s, share, nofile)]
+            skipped = {s: why for s in args.servers if (why := cannot_hold(s, share, nofile))}
             for s, why in skipped.items():
                 print(f"{clients} clients: {s} skipped: {why}", file=sys.stderr)
-            rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in specs}
+            runs = [(s, b) for s in held for b in args.balancer]
+            rounds: dict[str, list[dict[str, Any]]] = {
+                label(s, b, args.nodes): [] for s, b in runs}
             for rnd in range(args.rounds):
-                order = specs[rnd % len(specs) :] + specs[: rnd % len(specs)] if specs else []
-                for spec in order:  # rotated each round, so no server always runs first
+                order = runs[rnd % len(runs) :] + runs[: rnd % len(runs)] if runs else []
+                for spec, via in order:  # rotated each round, so no server always runs first
                     print(
-                        f"round {rnd + 1}/{args.rounds}: {spec}, {clients} clients",
+                        f"round {rnd + 1}/{args.rounds}: {label(spec, via, args.nodes)}, "
+                        f"{clients} clients",
                         file=sys.stderr,
                     )
                     result = await bench_server(
-                        spec, clients, args, rport, Path(tmp), source, nofile
+                        spec, clients, args, rport, Path(tmp), source, nofile, via
                     )
-                    rounds[spec].append(strip(result))
-                    source += loadgen_procs(args, clients, nofile) * addresses_per_worker(
-                        clients, loadgen_procs(args, clients, nofile), args.per_address
-                    )
+                    rounds[label(spec, via, args.nodes)].append(strip(result))
+                    source += addresses_used(args, clients, nofile)  # fresh ones each run
                     await asyncio.sleep(2)  # let the machine settle between servers
             summary = {s: report.median_of_rounds(rs) for s, rs in rounds.items()}
             scales[str(clients)] = {
@@ -622,9 +991,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--servers",
         default="ticker,ticker:2,naive,raw",
-        help="comma-separated, of ticker, naive, raw, each optionally :N processes sharing "
-        "the port (ticker --workers N, raw --procs N; naive is one process); "
-        "default: ticker,ticker:2,naive,raw",
+        help="comma-separated, of ticker, naive, raw, node, each optionally :N processes "
+        "sharing the port (ticker --workers N, raw --procs N, node: N cluster workers; naive "
+        "is one process); default: ticker,ticker:2,naive,raw",
     )
     p.add_argument(
         "--clients",
@@ -643,8 +1012,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--phases",
         default="single,burst,spread,storm",
-        help="comma-separated, of single, burst, spread, storm, stall (connect is always "
-        "measured)",
+        help="comma-separated, of single, burst, spread, storm, stall, spike (the clients "
+        "arrive as a wave instead of as fast as they can), sse (SSE readers join), nodeloss "
+        "(a node is killed; --nodes 2+) (connect is always measured)",
     )
     p.add_argument("--items", type=int, default=20, help="single items to publish")
     p.add_argument("--interval", type=float, default=0.6, help="seconds between single items")
@@ -673,6 +1043,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--server-env", action="append", default=[], metavar="TICKER_X=V",
                    help="environment for the ticker servers (repeatable), e.g. "
                    "TICKER_SOCKET_SNDBUF=8192")
+    p.add_argument("--balancer", default="none",
+                   help="comma-separated, of none (direct), nginx (deploy/nginx.conf), haproxy "
+                   "(TCP mode): each server runs behind each (issue 19)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="copies of each server, each on its own port, behind the balancer "
+                   "(--balancer other than none); e.g. 3 ticker nodes for the capacity check")
+    p.add_argument("--spike-seconds", type=float, default=10.0,
+                   help="spike: the clients connect evenly over this many seconds")
+    p.add_argument("--spike-interval", type=float, default=1.0,
+                   help="spike: seconds between items during the wave")
+    p.add_argument("--spike-after", type=int, default=3,
+                   help="spike: items after the wave (every client must get each)")
+    p.add_argument("--sse-clients", type=int, default=10000,
+                   help="sse: SSE readers that join the websocket clients")
+    p.add_argument("--sse-items", type=int, default=10,
+                   help="sse: single items to the websocket clients alone, then to both")
     p.add_argument("--rounds", type=int, default=1, help="repeat all servers, take medians")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for deliveries")
     p.add_argument("--connect-timeout", type=float, default=300)
@@ -680,7 +1066,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--server-ping-interval",
         type=float,
         default=3600,
-        help="server ping interval (s) for ticker/naive; 0 keeps their default",
+        help="server ping interval (s) for ticker, naive and node; 0 keeps their default",
     )
     p.add_argument(
         "--redis-server",
@@ -696,12 +1082,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         name, _, n = s.partition(":")
         if name not in SERVERS or (n and (not n.isdigit() or int(n) < 1)):
             p.error(f"unknown server {s!r}")
-        if name == "naive" and n not in ("", "1"):
+        if name == "naive" and n not in ("", "1"):  # node:N is Node's cluster module
             p.error("the naive baseline runs as one process")
     args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     for x in args.phases:
-        if x not in ("single", "burst", "spread", "storm", "stall"):
+        if x not in PHASES:
             p.error(f"unknown phase {x!r}")
+    args.balancer = [x.strip() for x in args.balancer.split(",") if x.strip()]
+    for x in args.balancer:
+        if x not in BALANCERS:
+            p.error(f"unknown balancer {x!r} (one of {', '.join(BALANCERS)})")
+    if args.nodes < 1 or (args.nodes > 1 and "none" in args.balancer):
+        p.error("--nodes above 1 needs a balancer in front (--balancer nginx or haproxy)")
+    if "nodeloss" in args.phases and args.nodes < 2:
+        p.error("the nodeloss phase needs --nodes 2 or more")
     env: dict[str, str] = {}
     for item in args.server_env:
         key, eq, value = item.partition("=")
@@ -740,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report.table(scale["summary"], scale["ratios"]))
         for spec, why in scale["skipped"].items():
             print(f"\n{spec} skipped: {why}")
-    print("\n### Targets (issue 7)\n")
+    print("\n### Targets (issues 7, 8 and 19)\n")
     print(report.targets_table(result["targets"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=str))

@@ -55,6 +55,10 @@ Control is line-delimited JSON: commands on stdin, one reply line per command on
   a tiny window would leave the sender to its zero-window probes) → ``{"resumed": n}``
 - ``{"cmd": "stalled"}`` → what each stalled client got since it stalled: ``{"seqs":
   [[seq, ...], ...], "resets": n, "open": n}`` (``resets``: clients sent a snapshot)
+- ``{"cmd": "follow"}`` → from now on, a client whose established connection ends (its node
+  died) connects again at once with its cursor, as the widget does → ``{"following": n}``
+- ``{"cmd": "rejoined"}`` → what those reconnections came to so far: ``{"lost",
+  "reconnected", "failed", "pending", "t_done", "errors", "first", "missed"}``
 - ``{"cmd": "close"}`` → aborts every connection, replies, exits
 """
 
@@ -72,7 +76,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -221,6 +225,9 @@ class Reader(asyncio.Protocol):
         self.buf = b""
         self.seqs: list[int] | None = None  # bench seqs received, once stalled
         self.resets = 0  # snapshots received after the first message
+        # Called when an established connection ends (the ``follow`` command): the widget's
+        # reconnect with its cursor.
+        self.on_lost: Callable[[Reader], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -230,6 +237,8 @@ class Reader(asyncio.Protocol):
         self.transport = None
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before snapshot: {exc}"))
+        elif self.on_lost is not None:
+            self.on_lost(self)
 
     def got(self, parsed: Parsed, now: int) -> None:
         """One message (a websocket text frame, an SSE event's data), received at ``now``."""
@@ -453,6 +462,13 @@ class Worker:
         self.requests: dict[str, bytes] = {}  # resume requests by cursor
         self.first_us: list[int] = []  # of the clients connected by the current command
         self.late = 0.0  # seconds the current paced connect started a client late, at worst
+        # The ``follow`` command: clients whose connection ends reconnect at once.
+        self.following = False
+        self.rejoin = {"lost": 0, "reconnected": 0, "failed": 0, "t_done": 0}
+        self.rejoin_errors: dict[str, int] = {}
+        self.rejoined: list[Reader] = []
+        self.rejoin_tasks: set[asyncio.Task[None]] = set()
+        self.rejoin_sem = asyncio.Semaphore(args.concurrency)
 
     def http_request(self, cursor: str | None) -> bytes:
         """The request a client sends: a websocket upgrade or an event-stream GET."""
@@ -512,6 +528,8 @@ class Worker:
                         client.transport.abort()
                     continue
                 self.clients.append(client)
+                if self.following:
+                    client.on_lost = self.lost
                 self.first_us.append((client.t_first - t_start) // 1000)
                 return True
         return False
@@ -580,6 +598,36 @@ class Worker:
                 c.transport.abort()
         self.dropped, self.clients = self.clients, []
         return {"closed": len(self.dropped), "cursors": {str(k): v for k, v in cursors.items()}}
+
+    def follow(self) -> dict[str, Any]:
+        """From now on a client whose established connection ends (its node died) connects
+        again at once with its cursor, as the widget does; ``rejoined`` reports."""
+        self.following = True
+        for c in self.clients:
+            c.on_lost = self.lost
+        return {"following": len(self.clients)}
+
+    def lost(self, client: Reader) -> None:
+        self.rejoin["lost"] += 1
+        task = asyncio.get_running_loop().create_task(self.again(client))
+        self.rejoin_tasks.add(task)
+        task.add_done_callback(self.rejoin_tasks.discard)
+
+    async def again(self, client: Reader) -> None:
+        before = len(self.clients)
+        ok = await self.connect_one(self.rejoin["lost"], self.rejoin_sem, self.rejoin_errors,
+                                    client.cursor or "0-0")
+        self.rejoin["reconnected" if ok else "failed"] += 1
+        if ok:
+            self.rejoin["t_done"] = time.time_ns()
+            self.rejoined.extend(self.clients[before:])
+
+    def rejoined_report(self) -> dict[str, Any]:
+        """What the ``follow`` reconnections came to so far."""
+        first = Counter(c.first.kind for c in self.rejoined if c.first)
+        missed = Counter(str(c.first.missed) for c in self.rejoined if c.first)
+        return self.rejoin | {"pending": len(self.rejoin_tasks), "errors": self.rejoin_errors,
+                              "first": dict(first), "missed": dict(missed)}
 
     async def reconnect(self, concurrency: int) -> dict[str, Any]:
         """Every dropped client connects again with its last cursor."""
@@ -667,6 +715,10 @@ class Worker:
                 reply = self.unstall()
             elif cmd["cmd"] == "stalled":
                 reply = self.stalled_report()
+            elif cmd["cmd"] == "follow":
+                reply = self.follow()
+            elif cmd["cmd"] == "rejoined":
+                reply = self.rejoined_report()
             elif cmd["cmd"] == "reconnect":
                 reply = await self.reconnect(int(cmd.get("concurrency", self.args.concurrency)))
             else:

@@ -103,6 +103,20 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process tree rooted at ``pid`` (``utime``,
+    ``stime``: 10 ms ticks, so for phases of seconds): where a server's time goes, its own
+    code or the kernel's (accept, epoll, send; on loopback also the receiving side of what
+    it sends)."""
+    user = system = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            f = _stat_fields(p)
+            user += int(f[11])
+            system += int(f[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size in KiB of the process tree rooted at ``pid``."""
     total = 0
@@ -295,10 +309,13 @@ class Workers:
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(
-        self, port: int, clients: int, sources: list[list[str]], path: str, concurrency: int = 64
+        self, port: int, clients: int, sources: list[list[str]], path: str, concurrency: int = 64,
+        protocol: str = "ws",
     ) -> None:
-        """One worker per entry of ``sources``, binding its clients to those addresses."""
+        """One worker per entry of ``sources``, binding its clients to those addresses;
+        ``protocol`` ``ws`` (websockets) or ``sse`` (Server-Sent Events)."""
         n = len(sources)
+        extra = [] if protocol == "ws" else ["--protocol", protocol]
         for i, source in enumerate(sources):
             share = clients // n + (1 if i < clients % n else 0)
             self.procs.append(
@@ -315,6 +332,7 @@ class Workers:
                     path,
                     "--concurrency",
                     str(concurrency),
+                    *extra,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     limit=1 << 26,

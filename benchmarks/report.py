@@ -49,11 +49,49 @@ METRICS: list[tuple[str, str, str]] = [
     ("stall.rss_during_kib", "1% stalled: server RSS growth once set aside", "KiB"),
     ("stall.caught_up_ms", "1% stalled: reading again, all caught up", "ms"),
     ("stall.exact", "1% stalled: got every missed item in order", ""),
+    ("kernel_tcp_kib_per_conn", "kernel TCP buffers per connection (both ends)", "KiB"),
+    ("kernel_slab_kib_per_conn", "kernel slab per connection (all its sockets)", "KiB"),
+    ("tcp_sockets_per_conn", "TCP sockets per connection (both ends, balancer's)", ""),
+    ("server_skmem_kib_per_conn", "server sockets' buffers per connection (ss -m)", "KiB"),
+    ("balancer_rss_per_conn_kib", "balancer RSS per connection", "KiB"),
+    ("single.balancer_cpu_per_delivery_us", "single item: balancer CPU per delivery", "µs"),
+    ("burst.balancer_cpu_per_delivery_us", "burst: balancer CPU per delivery", "µs"),
+    ("spike.snapshot_p50_ms", "spike: connect to snapshot p50", "ms"),
+    ("spike.snapshot_p99_ms", "spike: connect to snapshot p99", "ms"),
+    ("spike.snapshot_max_ms", "spike: connect to snapshot max", "ms"),
+    ("spike.snapshot_within_3s", "spike: share with the snapshot within 3 s", ""),
+    ("spike.live_p50_ms", "spike: live items during the wave, latency p50", "ms"),
+    ("spike.live_p99_ms", "spike: live items during the wave, latency p99", "ms"),
+    ("spike.cpu_per_connect_us", "spike: server CPU per connect (wave CPU / clients)", "µs"),
+    ("spike.user_per_connect_us", "spike: wave CPU in user space, per connect", "µs"),
+    ("spike.system_per_connect_us", "spike: wave CPU in the kernel, per connect", "µs"),
+    ("spike.balancer_cpu_per_connect_us", "spike: balancer CPU per connect", "µs"),
+    ("spike.connects_per_s", "spike: connects/s", "1/s"),
+    ("spike.late_start_ms", "spike: load-gen behind its schedule, worst", "ms"),
+    ("sse.ws_cpu_per_delivery_us", "sse: CPU per websocket delivery (ws alone)", "µs"),
+    ("sse.sse_cpu_per_delivery_us", "sse: CPU per SSE delivery (beside ws)", "µs"),
+    ("sse.sse_vs_ws_cpu_per_delivery", "sse: CPU per delivery, SSE / websocket", "x"),
+    ("sse.rss_per_sse_kib", "sse: RSS per SSE reader", "KiB"),
+    ("sse.kernel_tcp_kib_per_sse", "sse: kernel TCP buffers per SSE reader (both ends)", "KiB"),
+    ("sse.kernel_slab_kib_per_sse", "sse: kernel slab per SSE reader (both ends)", "KiB"),
+    ("sse.sse_connect_cpu_us", "sse: server CPU per SSE connect", "µs"),
+    ("sse.ws_lat_p99_ms", "sse: websocket latency p99 (both kinds)", "ms"),
+    ("sse.sse_lat_p99_ms", "sse: SSE latency p99 (both kinds)", "ms"),
+    ("sse.storm_resumed_ms", "sse: storm, every SSE reader resumed (Last-Event-ID)", "ms"),
+    ("sse.storm_cpu_per_reconnect_us", "sse: storm, server CPU per reconnection", "µs"),
+    ("nodeloss.orphans", "node loss: readers of the killed node", ""),
+    ("nodeloss.reconnect_ms", "node loss: every reader reconnected", "ms"),
+    ("nodeloss.resumed_ms", "node loss: every reader has what it missed", "ms"),
+    ("nodeloss.cpu_per_reconnect_us", "node loss: CPU per reconnection (nodes left)", "µs"),
     ("single.missing", "single item: deliveries missing", ""),
     ("burst.missing", "burst: deliveries missing", ""),
     ("spread.missing", "20 items over 1 s: deliveries missing", ""),
     ("storm.missing", "storm: deliveries missing", ""),
     ("stall.missing", "1% stalled: items a stalled client never got", ""),
+    ("spike.missing_after", "spike: deliveries missing after the wave", ""),
+    ("sse.missing", "sse: deliveries missing", ""),
+    ("sse.storm_missing", "sse: storm, deliveries missing", ""),
+    ("nodeloss.missing", "node loss: deliveries missing", ""),
 ]
 # Counts, not costs: no ratio is shown for them.
 NO_RATIO = {
@@ -68,6 +106,15 @@ NO_RATIO = {
     "stall.exact",
     "stall.missing",
     "stall.during_vs_before_last_client_ms",
+    "spike.snapshot_within_3s",
+    "spike.late_start_ms",
+    "spike.missing_after",
+    "sse.sse_vs_ws_cpu_per_delivery",
+    "sse.missing",
+    "sse.storm_missing",
+    "nodeloss.orphans",
+    "nodeloss.missing",
+    "tcp_sockets_per_conn",
 }
 
 
@@ -98,10 +145,21 @@ def median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
 
 def ratio_pairs(servers: list[str]) -> list[tuple[str, str]]:
     """Which ratios to show: each server vs the one-process raw floor (or, without it, the
-    floor with as many processes), and ticker vs naive."""
+    floor with as many processes), ticker vs naive and vs the Node baseline with as many
+    processes, and a run through a balancer vs the same server direct."""
     pairs: list[tuple[str, str]] = []
     for s in servers:
-        if s.startswith("raw"):
+        direct, via, _ = s.partition(" via ")
+        if via:
+            if direct in servers:
+                pairs.append((s, direct))
+            continue
+        if s.startswith("ticker"):
+            n = s.partition(":")[2] or "1"
+            node = "node" if n == "1" else f"node:{n}"
+            if node in servers:
+                pairs.append((s, node))
+        if s.startswith("raw") or " x " in s:
             continue
         procs = s.partition(":")[2] or "1"
         if "raw" in servers:
@@ -182,7 +240,9 @@ def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = sc["ratios"]
         summary = sc["summary"]
         for spec in summary:
-            if not spec.startswith("ticker"):
+            if spec.startswith("ticker") and " " not in spec:
+                out.extend(election_night(spec, scale, summary[spec]))
+            if not spec.startswith("ticker") or " " in spec:  # issue 7: direct runs only
                 continue
             # Like for like: N ticker processes against the floor with N processes (each
             # reads and folds every item itself), else the one-process floor.
@@ -266,6 +326,31 @@ def targets(scales: dict[str, Any]) -> list[dict[str, Any]]:
                         unit="KiB",
                     )
                 )
+    return out
+
+
+def election_night(spec: str, scale: str, figures: dict[str, float | None]) -> list[dict[str, Any]]:
+    """Issue 19's targets for a run that had the spike or the SSE phase."""
+    out: list[dict[str, Any]] = []
+    if figures.get("spike.snapshot_p99_ms") is not None:
+        for what, key, limit, unit, strict in (
+            ("spike, connect to snapshot p99", "spike.snapshot_p99_ms", 3000, "ms", False),
+            ("spike, live items p99 during the wave", "spike.live_p99_ms", 500, "ms", True),
+            ("spike, server CPU per connect", "spike.cpu_per_connect_us", 80, "µs", False),
+            ("spike, deliveries missing after the wave", "spike.missing_after", 0, "", False),
+        ):
+            out.append(_target(f"{spec}: {what}", scale, figures.get(key), limit,
+                               strict=strict, unit=unit))
+    if figures.get("sse.sse_cpu_per_delivery_us") is not None:
+        for what, key, limit, unit in (
+            ("SSE CPU per delivery, x websocket", "sse.sse_vs_ws_cpu_per_delivery", 1.2, "x"),
+            ("RSS per SSE reader", "sse.rss_per_sse_kib", 4, "KiB"),
+            ("SSE reconnect storm, all resumed by Last-Event-ID", "sse.storm_resumed_ms",
+             1000, "ms"),
+            ("SSE deliveries missing", "sse.missing", 0, ""),
+            ("SSE storm deliveries missing", "sse.storm_missing", 0, ""),
+        ):
+            out.append(_target(f"{spec}: {what}", scale, figures.get(key), limit, unit=unit))
     return out
 
 

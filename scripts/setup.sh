@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by scripts/serve and scripts/test: makes a fresh machine ready, idempotently.
 #  - system packages: redis-server and chromium (tests), nginx (load-balancer tests), Node.js
-#    (the docs' Node examples), when missing and we can install them (root with apt-get);
+#    (the docs' Node examples, the Node baseline of the benchmark), HAProxy (the benchmark's
+#    second balancer), when missing and we can install them (root with apt-get);
 #  - uv, the locker, at a pinned version (scripts/uv.requirements.txt, hash-checked);
 #  - .venv holding exactly what uv.lock says (runtime and test extras, hashes checked),
 #    re-synced whenever the lock changes; nothing is resolved at install time.
@@ -9,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-want_system="${TICKER_SYSTEM_PACKAGES:-redis-server chromium nginx nodejs}"
+want_system="${TICKER_SYSTEM_PACKAGES:-redis-server chromium nginx nodejs haproxy}"
 missing=()
 for pkg in $want_system; do
   case "$pkg" in
@@ -17,6 +18,7 @@ for pkg in $want_system; do
     chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
     nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx) ;;
     nodejs) command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm) ;;
+    haproxy) command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy) ;;
   esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -26,7 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null
     # Debian starts the packaged services; tests start their own, so stop these.
-    (service redis-server stop || true; service nginx stop || true) >/dev/null 2>&1
+    (service redis-server stop || true; service nginx stop || true
+     service haproxy stop || true) >/dev/null 2>&1
   else
     echo "setup: missing ${missing[*]} (install them, or run as root for apt-get)" >&2
   fi

@@ -79,7 +79,10 @@ def build_app(redis_url: str) -> Starlette:
             conns.discard(ws)
 
     async def reader(r: aioredis.Redis) -> None:
-        last = "$"
+        # From the newest entry, not "$": "$" again after an empty read would skip what was
+        # added between that reply and the next XREAD.
+        newest = await r.xrevrange(STREAM, count=1)
+        last = newest[0][0] if newest else "0-0"
         while True:
             try:
                 reply: Any = await r.xread({STREAM: last}, count=100, block=1000)

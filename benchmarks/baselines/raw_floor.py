@@ -177,7 +177,10 @@ async def reader(
 ) -> None:
     """The one XREAD loop: one pre-encoded frame per batch, ``write`` to every socket."""
     r = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
-    last = "$"
+    # From the newest entry, not "$": "$" again after an empty read would skip what was
+    # added between that reply and the next XREAD.
+    newest = await r.xrevrange(STREAM, count=1)
+    last = newest[0][0] if newest else "0-0"
     while True:
         try:
             reply: Any = await r.xread({STREAM: last}, count=100, block=1000)

@@ -1,0 +1,233 @@
+"""The capacity model of docs/capacity.md, measured and checked on this box.
+
+``--check`` runs the fan-out benchmark twice in one sitting, both behind the same balancer:
+one ticker node with R readers (the model's inputs), then ``--nodes`` nodes with R readers
+each (its prediction checked). The model says a node's costs are its own readers' costs:
+N nodes with R readers each cost N times one node with R, and a node's loss costs a
+reconnection (with its cursor) per reader it held, at the single node's rate. Each figure is
+printed predicted against measured, and the check fails beyond ``--tolerance`` (20 %).
+
+``--model RESULT.json`` (or after ``--check``) turns the one-node figures into the sizing
+table of docs/capacity.md: readers per core and per GiB, and for 100,000 / 1,000,000 /
+10,000,000 readers how many nodes of ``--node-cores`` cores and ``--node-gib`` GiB, the
+balancer's share, Redis, and what a node loss costs.
+
+Run: ``python benchmarks/capacity.py --check --per-node 10000 --json out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+try:
+    from benchmarks import fanout, report
+except ImportError:  # run as a script
+    import fanout  # type: ignore[no-redef,import-not-found]
+    import report  # type: ignore[no-redef,import-not-found]
+
+
+def only_run(result: dict[str, Any]) -> dict[str, Any]:
+    """The one server run of a fan-out result (one scale, one server, one round)."""
+    (scale,) = result["scales"].values()
+    (rounds,) = scale["rounds"].values()
+    run: dict[str, Any] = rounds[0]
+    if "error" in run:
+        raise RuntimeError(f"{run['server']}: {run['error']}")
+    return run
+
+
+def per_item(run: dict[str, Any], phase: str, key: str) -> float:
+    """A phase's ``key`` (CPU seconds) per item published in it."""
+    part = run[phase]
+    items = part["deliveries"] / run["connected"]
+    return float(part[key]) / items
+
+
+def prediction(one: dict[str, Any], nodes: int) -> dict[str, float]:
+    """What ``nodes`` nodes with one's readers each should measure, from one node's run."""
+    r = one["connected"]
+    storm = one["storm"]
+    return {
+        "nodes' CPU per item (ms)": nodes * per_item(one, "single", "cpu_s") * 1e3,
+        "nodes' RSS with their readers (MiB)": nodes * one["rss_after_kib"] / 1024,
+        "balancer CPU per item (ms)": nodes * per_item(one, "single", "balancer_cpu_s") * 1e3,
+        "balancer RSS per reader (KiB)": one["balancer_rss_per_conn_kib"],
+        "kernel slab per reader, all its sockets (KiB)": one["kernel_slab_kib_per_conn"],
+        "node loss: CPU per reconnection (µs)": storm["cpu_per_reconnect_us"],
+        # A reconnection costs the same wherever it lands; on this box every node shares the
+        # same cores, so a node's readers come back at the one-node storm's rate.
+        "node loss: every reader back with what it missed (ms)":
+            storm["resumed_ms"] * (r / storm["reconnected"]),
+    }
+
+
+def measured(many: dict[str, Any]) -> dict[str, float]:
+    loss = many["nodeloss"]
+    return {
+        "nodes' CPU per item (ms)": per_item(many, "single", "cpu_s") * 1e3,
+        "nodes' RSS with their readers (MiB)": many["rss_after_kib"] / 1024,
+        "balancer CPU per item (ms)": per_item(many, "single", "balancer_cpu_s") * 1e3,
+        "balancer RSS per reader (KiB)": many["balancer_rss_per_conn_kib"],
+        "kernel slab per reader, all its sockets (KiB)": many["kernel_slab_kib_per_conn"],
+        "node loss: CPU per reconnection (µs)": loss["cpu_per_reconnect_us"],
+        "node loss: every reader back with what it missed (ms)": loss["resumed_ms"],
+    }
+
+
+def compare(one: dict[str, Any], many: dict[str, Any], nodes: int,
+            tolerance: float) -> list[dict[str, Any]]:
+    want, got = prediction(one, nodes), measured(many)
+    rows = []
+    for key, p in want.items():
+        m = got[key]
+        off = (m - p) / p if p else math.inf
+        rows.append({"figure": key, "predicted": p, "measured": m, "off": off,
+                     "within": abs(off) <= tolerance})
+    return rows
+
+
+def comparison_table(rows: list[dict[str, Any]], tolerance: float) -> str:
+    lines = ["| figure | predicted | measured | measured/predicted | within "
+             f"{tolerance:.0%} |", "| --- | ---: | ---: | ---: | --- |"]
+    for row in rows:
+        lines.append(f"| {row['figure']} | {report.fmt(row['predicted'])} | "
+                     f"{report.fmt(row['measured'])} | {1 + row['off']:.2f}x | "
+                     f"{'yes' if row['within'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def inputs(one: dict[str, Any]) -> dict[str, float]:
+    """The model's inputs, per reader, from one node's run (docs/capacity.md)."""
+    r = one["connected"]
+    single = one["single"]
+    sockets = one["tcp_sockets_per_conn"]  # client, balancer (2) and node ends on loopback
+    slab_per_socket = one["kernel_slab_kib_per_conn"] / sockets if sockets else 0.0
+    return {
+        "readers": r,
+        "cpu_per_delivery_us": single["cpu_per_delivery_us"],
+        "burst_cpu_per_delivery_us": one["burst"]["cpu_per_delivery_us"],
+        "cpu_per_reconnect_us": one["storm"]["cpu_per_reconnect_us"],
+        "cpu_per_connect_us": one["connect_cpu_us"],
+        "rss_per_reader_kib": one["rss_per_conn_kib"],
+        "slab_per_socket_kib": slab_per_socket,
+        "balancer_cpu_per_delivery_us": single["balancer_cpu_s"] / single["deliveries"] * 1e6,
+        "balancer_rss_per_reader_kib": one["balancer_rss_per_conn_kib"],
+        "redis_cpu_per_item_ms": per_item(one, "single", "redis_cpu_s") * 1e3,
+    }
+
+
+def sizing(model: dict[str, float], readers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Nodes of ``--node-cores``/``--node-gib`` for ``readers`` (docs/capacity.md's rules)."""
+    cores, gib = args.node_cores, args.node_gib
+    # CPU: the peak item rate must use at most --cpu-headroom of the node's cores.
+    per_core_cpu = args.cpu_headroom * 1e6 / (args.peak_items * model["cpu_per_delivery_us"])
+    # Memory: user space and the kernel's socket per reader, within --mem-headroom of RAM.
+    per_reader_kib = model["rss_per_reader_kib"] + model["slab_per_socket_kib"]
+    per_gib = args.mem_headroom * 1024 * 1024 / per_reader_kib
+    per_node = min(per_core_cpu * cores, per_gib * gib, args.fd_limit * cores)
+    nodes = max(2, math.ceil(readers / per_node))
+    # A node loss: its readers resume on the others within --storm-seconds, or add nodes.
+    while True:
+        share = readers / nodes
+        storm_s = share * model["cpu_per_reconnect_us"] / 1e6 / ((nodes - 1) * cores)
+        if storm_s <= args.storm_seconds:
+            break
+        nodes += 1
+    nodes += 1  # N+1: the loss of one node leaves the rest within their limits
+    share = readers / (nodes - 1)
+    balancer_cores = readers * args.peak_items * model["balancer_cpu_per_delivery_us"] / 1e6
+    return {
+        "readers": readers,
+        "nodes": nodes,
+        "readers_per_node": round(readers / nodes),
+        "bound_by": min(("cpu", per_core_cpu * cores), ("memory", per_gib * gib),
+                        ("descriptors", args.fd_limit * cores), key=lambda x: x[1])[0],
+        "node_loss_storm_s": share * model["cpu_per_reconnect_us"] / 1e6
+        / ((nodes - 1) * cores),
+        "node_rss_gib": share * per_reader_kib / 2**20,
+        "nginx_cores_at_peak": balancer_cores,
+        "redis_cpu_at_peak": nodes * cores * args.peak_items * model["redis_cpu_per_item_ms"]
+        / 1e3,
+    }
+
+
+def model_tables(one: dict[str, Any], args: argparse.Namespace) -> str:
+    model = inputs(one)
+    lines = ["| input (one node, measured) | value |", "| --- | ---: |"]
+    lines += [f"| {k} | {report.fmt(v)} |" for k, v in model.items()]
+    lines += ["", "| readers | nodes | readers per node | bound by | node-loss storm (s) | "
+              "RSS per node (GiB) | nginx cores at peak | Redis CPU at peak (cores) |",
+              "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for readers in (100_000, 1_000_000, 10_000_000):
+        s = sizing(model, readers, args)
+        lines.append(f"| {readers:,} | {s['nodes']} | {s['readers_per_node']:,} | "
+                     f"{s['bound_by']} | {s['node_loss_storm_s']:.2f} | "
+                     f"{s['node_rss_gib']:.2f} | {s['nginx_cores_at_peak']:.1f} | "
+                     f"{s['redis_cpu_at_peak']:.2f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="capacity model: check and sizing",
+                                epilog="see docs/capacity.md")
+    p.add_argument("--check", action="store_true",
+                   help="run one node, then --nodes nodes, and compare")
+    p.add_argument("--model", type=Path, help="a result file of --check (--json) to size from")
+    p.add_argument("--per-node", type=int, default=10000, help="readers per node")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--balancer", default="nginx", choices=["nginx", "haproxy"])
+    p.add_argument("--tolerance", type=float, default=0.2)
+    p.add_argument("--node-cores", type=int, default=8)
+    p.add_argument("--node-gib", type=float, default=16)
+    p.add_argument("--peak-items", type=float, default=5.0,
+                   help="items per second a node must deliver to all its readers at peak")
+    p.add_argument("--cpu-headroom", type=float, default=0.5)
+    p.add_argument("--mem-headroom", type=float, default=0.5)
+    p.add_argument("--storm-seconds", type=float, default=5.0,
+                   help="a lost node's readers must resume on the others within this")
+    p.add_argument("--fd-limit", type=int, default=100_000,
+                   help="readers per core a worker process may hold (its file limit)")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    if not args.check and args.model is None:
+        p.error("--check, --model FILE, or both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.check:
+        common = ["--servers", "ticker", "--balancer", args.balancer, "--rounds", "1",
+                  "--items", "10", "--bursts", "3", "--spreads", "1"]
+        one_args = fanout.parse_args([*common, "--clients", str(args.per_node),
+                                      "--phases", "single,burst,storm"])
+        many_args = fanout.parse_args([*common, "--clients", str(args.per_node * args.nodes),
+                                       "--nodes", str(args.nodes),
+                                       "--phases", "single,burst,nodeloss"])
+        one_result = asyncio.run(fanout.run(one_args))
+        many_result = asyncio.run(fanout.run(many_args))
+        one, many = only_run(one_result), only_run(many_result)
+        rows = compare(one, many, args.nodes, args.tolerance)
+        print(f"### One node with {one['connected']:,} readers, then {args.nodes} nodes with "
+              f"{many['connected']:,} via {args.balancer}\n")
+        print(comparison_table(rows, args.tolerance))
+        saved = {"one": one_result, "many": many_result, "comparison": rows}
+        if args.json:
+            args.json.write_text(json.dumps(saved, indent=1, default=str))
+    else:
+        saved = json.loads(args.model.read_text())
+        one = only_run(saved["one"])
+        rows = saved.get("comparison", [])
+    print()
+    print(model_tables(one, args))
+    return 0 if all(row["within"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
