@@ -215,6 +215,7 @@ async def single_phase(
     if out.get("last_client_ms"):
         out["deliveries_per_s"] = sum(per_worker) / (out["last_client_ms"] / 1000)
     out["cpu_s"] = cpu
+    out["items"], out["interval"] = args.items, args.interval
     out["cpu_per_delivery_us"] = cpu / out["deliveries"] * 1e6 if out["deliveries"] else None
     # What the load generator spent receiving (it shares the cores with the server).
     out["clients_cpu_per_delivery_us"] = (
@@ -294,9 +295,18 @@ async def storm_phase(
     args: argparse.Namespace,
     resumes: bool,
 ) -> dict[str, Any]:
-    """All clients drop at once; items are published; all reconnect with their cursor."""
+    """All clients drop at once; items are published; all reconnect with their cursor.
+
+    With ``--storm-fraction`` below 1, only that share drops (evenly spread) and the rest
+    stay, as on a node that takes over a lost node's readers: the items go out to those who
+    stayed while the others reconnect at once, and the CPU and the time run from the drop."""
+    partial = args.storm_fraction < 1
     await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
-    dropped = await workers.call({"cmd": "disconnect"}, 60)
+    cpu_drop, t_drop = meter.cpu(), time.time_ns()
+    counts = [round(n * args.storm_fraction) for n in per_worker] if partial else None
+    dropped = await workers.call_each(
+        [{"cmd": "disconnect", "count": k} for k in counts] if counts is not None
+        else [{"cmd": "disconnect"}] * len(per_worker), 60)
     cursors: dict[str, int] = {}
     for x in dropped:
         for c, k in x["cursors"].items():
@@ -306,16 +316,19 @@ async def storm_phase(
         seq = 900_000 + i
         sent[seq] = time.time_ns()
         await r.xadd(STREAM, bench_fields(seq, sent[seq]))
-    await asyncio.sleep(1.0)  # the server has read them and seen every client go
-    cpu0 = meter.cpu()
+    if not partial:
+        await asyncio.sleep(1.0)  # the server has read them and seen every client go
+    cpu0 = cpu_drop if partial else meter.cpu()
     replies = await workers.call(
         {"cmd": "reconnect", "concurrency": args.storm_concurrency}, args.connect_timeout
     )
     wait_s = args.timeout if resumes else 2.0  # naive never sends what was missed
-    got = await collect(workers, [x["connected"] * args.storm_items for x in replies], wait_s)
+    got = await collect(workers, [n * args.storm_items for n in per_worker]
+                        if partial else [x["connected"] * args.storm_items for x in replies],
+                        wait_s)
     cpu = meter.cpu() - cpu0
     n = sum(x["connected"] for x in replies)
-    t0 = min(x["t_start"] for x in replies)
+    t0 = t_drop if partial else min(x["t_start"] for x in replies)
     out = deliveries_summary(got, sent)
     first: dict[str, int] = {}
     missed: dict[str, int] = {}
@@ -692,7 +705,7 @@ async def node_loss_phase(
     ``--storm-items`` items go out; until every one of them is back and every client has
     every item. CPU of the nodes left per reconnection."""
     await workers.call({"cmd": "collect"}, 60)
-    await workers.call({"cmd": "follow"}, 60)
+    await workers.call({"cmd": "follow", "concurrency": args.storm_concurrency}, 60)
     before = await connections_per_node(ports)
     orphans = before[0] or 0
     victim = meter.nodes[0]
@@ -730,9 +743,13 @@ async def node_loss_phase(
         "reconnected": back,
         "failed": sum(x["failed"] for x in rejoined),
         "first_frame": first,
+        "errors": {k: v for x in rejoined for k, v in x["errors"].items()},
         "reconnect_ms": (max(x["t_done"] for x in rejoined) - t0) / 1e6 if back else None,
         "resumed_ms": (last - t0) / 1e6 if last is not None else None,
         "missing": sum(sum(per_worker) - counts.get(q, 0) for q in sent),
+        # Frames the clients got meanwhile: the orphans' catch-ups, and what the nodes left
+        # wrote to their own readers (items published together go out together).
+        "frames": sum(x["frames"] for x in got),
         "cpu_s": cpu,
         "cpu_per_reconnect_us": cpu / back * 1e6 if back else None,
         "after": await connections_per_node(ports[1:]),
@@ -795,9 +812,12 @@ async def bench_server(
                 res["spike"] = spike
                 cpu = spike["cpu_s"]
             else:
-                cpu0 = meter.cpu()
+                cpu0, bcpu0 = meter.cpu(), meter.balancer_cpu()
                 replies = await workers.call({"cmd": "connect"}, args.connect_timeout)
                 cpu = meter.cpu() - cpu0
+                joined = sum(x["connected"] for x in replies)
+                if meter.balancer is not None and joined:
+                    res["balancer_connect_cpu_us"] = (meter.balancer_cpu() - bcpu0) / joined * 1e6
             per_worker = [x["connected"] for x in replies]
             n = sum(per_worker)
             wall = (max(x["t_done"] for x in replies) - min(x["t_start"] for x in replies)) / 1e9
@@ -869,10 +889,19 @@ async def bench_server(
                 part["redis_cpu_s"] = meter.redis_cpu() - rcpu0
                 if meter.balancer is not None and isinstance(part, dict):
                     part["balancer_cpu_s"] = meter.balancer_cpu() - bcpu0
-                    if part.get("deliveries"):
+                    delivered = part.get("deliveries") or sum(
+                        run.get("deliveries", 0) for run in part.get("runs", ()))
+                    if delivered:
                         part["balancer_cpu_per_delivery_us"] = (
-                            part["balancer_cpu_s"] / part["deliveries"] * 1e6)
+                            part["balancer_cpu_s"] / delivered * 1e6)
                 print(f"  {res['server']}: {phase} done", file=sys.stderr)
+            spike, single = res.get("spike"), res.get("single")
+            if spike and single and single.get("cpu_per_delivery_us") and spike["clients"]:
+                # The wave's CPU less what its live deliveries cost at the single items' rate:
+                # what the connects themselves took.
+                spike["cpu_per_connect_net_us"] = (
+                    spike["cpu_per_connect_us"] - spike["deliveries_during"]
+                    * single["cpu_per_delivery_us"] / spike["clients"])
     except (RuntimeError, TimeoutError, OSError) as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
         print(f"  {res['server']}: FAILED {res['error']} (log: {log})", file=sys.stderr)
@@ -1026,6 +1055,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--storm-concurrency", type=int, default=250, help="reconnects in flight per worker"
     )
+    p.add_argument("--storm-fraction", type=float, default=1.0,
+                   help="share of the clients that drop in the storm (below 1: the rest stay "
+                   "and get the items live while the others reconnect, as on a node taking "
+                   "over a lost node's readers)")
     p.add_argument("--stall-fraction", type=float, default=0.01, help="clients that stall")
     p.add_argument("--stall-items", type=int, default=20,
                    help="single items before and while they are stalled (--interval apart)")
@@ -1107,6 +1140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ticker_tree = args.ticker_tree.resolve()
         if not (args.ticker_tree / "ticker" / "__init__.py").is_file():
             p.error(f"--ticker-tree {args.ticker_tree}: no ticker package there")
+    if not 0 < args.storm_fraction <= 1:
+        p.error("--storm-fraction is a share of the clients, in (0, 1]")
     if not 0 < args.stall_fraction <= 1:
         p.error("--stall-fraction is a fraction of the clients, in (0, 1]")
     return args

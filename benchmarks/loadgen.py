@@ -41,7 +41,8 @@ Control is line-delimited JSON: commands on stdin, one reply line per command on
   ``k`` deliveries were recorded since the last ``collect`` (or the timeout passed)
 - ``{"cmd": "collect"}`` → ``{"items": {seq: {"lat_us": [...], "last_ns": ns}}, "open": n,
   "frames": n}`` and forgets the recorded deliveries
-- ``{"cmd": "disconnect"}`` → aborts every connection (a network blip: RST, no close
+- ``{"cmd": "disconnect", "count": k}`` → aborts every connection, or ``k`` of them evenly
+  spread (a network blip: RST, no close
   handshake) → ``{"closed", "cursors": {cursor: clients}}``
 - ``{"cmd": "reconnect", "concurrency": k}`` → every client that was connected before the
   ``disconnect`` connects again with its last cursor (``?cursor=``, ``Last-Event-ID``); the
@@ -55,8 +56,9 @@ Control is line-delimited JSON: commands on stdin, one reply line per command on
   a tiny window would leave the sender to its zero-window probes) → ``{"resumed": n}``
 - ``{"cmd": "stalled"}`` → what each stalled client got since it stalled: ``{"seqs":
   [[seq, ...], ...], "resets": n, "open": n}`` (``resets``: clients sent a snapshot)
-- ``{"cmd": "follow"}`` → from now on, a client whose established connection ends (its node
-  died) connects again at once with its cursor, as the widget does → ``{"following": n}``
+- ``{"cmd": "follow", "concurrency": k}`` → from now on, a client whose established
+  connection ends (its node died) connects again at once with its cursor, as the widget
+  does, ``k`` at a time → ``{"following": n}``
 - ``{"cmd": "rejoined"}`` → what those reconnections came to so far: ``{"lost",
   "reconnected", "failed", "pending", "t_done", "errors", "first", "missed"}``
 - ``{"cmd": "close"}`` → aborts every connection, replies, exits
@@ -495,9 +497,11 @@ class Worker:
         errors: dict[str, int],
         cursor: str | None = None,
         due: float | None = None,
+        joined: list[Reader] | None = None,
     ) -> bool:
         """Connect client ``i`` (resuming from ``cursor``); ``due``: its paced start time
-        (``time.monotonic()``). Up to three attempts."""
+        (``time.monotonic()``); ``joined``: a list to add the connected client to. Up to three
+        attempts."""
         loop = asyncio.get_running_loop()
         source = self.sources[i % len(self.sources)]
         request = self.request
@@ -528,6 +532,8 @@ class Worker:
                         client.transport.abort()
                     continue
                 self.clients.append(client)
+                if joined is not None:
+                    joined.append(client)
                 if self.following:
                     client.on_lost = self.lost
                 self.first_us.append((client.t_first - t_start) // 1000)
@@ -590,19 +596,27 @@ class Worker:
             "in_snapshot": {str(k): v for k, v in sorted(in_snapshot.items())},
         }
 
-    def disconnect(self) -> dict[str, Any]:
-        """Abort every connection at once (RST), remembering each client's cursor."""
-        cursors = Counter(c.cursor for c in self.clients)
-        for c in self.clients:
+    def disconnect(self, count: int | None = None) -> dict[str, Any]:
+        """Abort every connection at once (RST), or ``count`` of them evenly spread (the rest
+        stay), remembering each dropped client's cursor."""
+        n = len(self.clients)
+        k = n if count is None else max(0, min(count, n))
+        chosen = {i * n // k for i in range(k)} if k else set()
+        dropped = [c for i, c in enumerate(self.clients) if i in chosen]
+        self.clients = [c for i, c in enumerate(self.clients) if i not in chosen]
+        cursors = Counter(c.cursor for c in dropped)
+        for c in dropped:
             if c.transport:
                 c.transport.abort()
-        self.dropped, self.clients = self.clients, []
-        return {"closed": len(self.dropped), "cursors": {str(k): v for k, v in cursors.items()}}
+        self.dropped = dropped
+        return {"closed": len(dropped), "cursors": {str(k): v for k, v in cursors.items()}}
 
-    def follow(self) -> dict[str, Any]:
+    def follow(self, concurrency: int) -> dict[str, Any]:
         """From now on a client whose established connection ends (its node died) connects
-        again at once with its cursor, as the widget does; ``rejoined`` reports."""
+        again at once with its cursor, as the widget does, ``concurrency`` at a time;
+        ``rejoined`` reports."""
         self.following = True
+        self.rejoin_sem = asyncio.Semaphore(concurrency)
         for c in self.clients:
             c.on_lost = self.lost
         return {"following": len(self.clients)}
@@ -614,13 +628,11 @@ class Worker:
         task.add_done_callback(self.rejoin_tasks.discard)
 
     async def again(self, client: Reader) -> None:
-        before = len(self.clients)
         ok = await self.connect_one(self.rejoin["lost"], self.rejoin_sem, self.rejoin_errors,
-                                    client.cursor or "0-0")
+                                    client.cursor or "0-0", joined=self.rejoined)
         self.rejoin["reconnected" if ok else "failed"] += 1
         if ok:
             self.rejoin["t_done"] = time.time_ns()
-            self.rejoined.extend(self.clients[before:])
 
     def rejoined_report(self) -> dict[str, Any]:
         """What the ``follow`` reconnections came to so far."""
@@ -634,17 +646,18 @@ class Worker:
         errors: dict[str, int] = {}
         sem = asyncio.Semaphore(concurrency)
         dropped, self.dropped = self.dropped, []
+        back: list[Reader] = []
         reply = await self.connect_all(
             asyncio.gather(
                 *(
-                    self.connect_one(i, sem, errors, c.cursor or "0-0")
+                    self.connect_one(i, sem, errors, c.cursor or "0-0", joined=back)
                     for i, c in enumerate(dropped)
                 )
             ),
             errors,
         )
-        first = Counter(c.first.kind for c in self.clients if c.first)
-        missed = Counter(str(c.first.missed) for c in self.clients if c.first)
+        first = Counter(c.first.kind for c in back if c.first)
+        missed = Counter(str(c.first.missed) for c in back if c.first)
         return reply | {"first": dict(first), "missed": dict(missed)}
 
     def stall(self, count: int, rcvbuf: int) -> dict[str, Any]:
@@ -708,7 +721,8 @@ class Worker:
             elif cmd["cmd"] == "collect":
                 reply = self.collect()
             elif cmd["cmd"] == "disconnect":
-                reply = self.disconnect()
+                count = cmd.get("count")
+                reply = self.disconnect(None if count is None else int(count))
             elif cmd["cmd"] == "stall":
                 reply = self.stall(int(cmd["count"]), int(cmd.get("rcvbuf", 0)))
             elif cmd["cmd"] == "unstall":
@@ -716,7 +730,7 @@ class Worker:
             elif cmd["cmd"] == "stalled":
                 reply = self.stalled_report()
             elif cmd["cmd"] == "follow":
-                reply = self.follow()
+                reply = self.follow(int(cmd.get("concurrency", self.args.concurrency)))
             elif cmd["cmd"] == "rejoined":
                 reply = self.rejoined_report()
             elif cmd["cmd"] == "reconnect":

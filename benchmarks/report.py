@@ -54,6 +54,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("tcp_sockets_per_conn", "TCP sockets per connection (both ends, balancer's)", ""),
     ("server_skmem_kib_per_conn", "server sockets' buffers per connection (ss -m)", "KiB"),
     ("balancer_rss_per_conn_kib", "balancer RSS per connection", "KiB"),
+    ("balancer_connect_cpu_us", "connect: balancer CPU per connection", "µs"),
     ("single.balancer_cpu_per_delivery_us", "single item: balancer CPU per delivery", "µs"),
     ("burst.balancer_cpu_per_delivery_us", "burst: balancer CPU per delivery", "µs"),
     ("spike.snapshot_p50_ms", "spike: connect to snapshot p50", "ms"),
@@ -63,6 +64,8 @@ METRICS: list[tuple[str, str, str]] = [
     ("spike.live_p50_ms", "spike: live items during the wave, latency p50", "ms"),
     ("spike.live_p99_ms", "spike: live items during the wave, latency p99", "ms"),
     ("spike.cpu_per_connect_us", "spike: server CPU per connect (wave CPU / clients)", "µs"),
+    ("spike.cpu_per_connect_net_us", "spike: server CPU per connect, net of the live "
+     "deliveries (single items' rate)", "µs"),
     ("spike.user_per_connect_us", "spike: wave CPU in user space, per connect", "µs"),
     ("spike.system_per_connect_us", "spike: wave CPU in the kernel, per connect", "µs"),
     ("spike.balancer_cpu_per_connect_us", "spike: balancer CPU per connect", "µs"),
@@ -336,7 +339,8 @@ def election_night(spec: str, scale: str, figures: dict[str, float | None]) -> l
         for what, key, limit, unit, strict in (
             ("spike, connect to snapshot p99", "spike.snapshot_p99_ms", 3000, "ms", False),
             ("spike, live items p99 during the wave", "spike.live_p99_ms", 500, "ms", True),
-            ("spike, server CPU per connect", "spike.cpu_per_connect_us", 80, "µs", False),
+            ("spike, server CPU per connect (net of the live deliveries)",
+             "spike.cpu_per_connect_net_us", 80, "µs", False),
             ("spike, deliveries missing after the wave", "spike.missing_after", 0, "", False),
         ):
             out.append(_target(f"{spec}: {what}", scale, figures.get(key), limit,
@@ -388,11 +392,15 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"\n## {name}")
         for clients, scale in result["scales"].items():
+            # From the rounds, with this file's metrics and pairs (a stored summary may
+            # predate a metric).
+            scale["summary"] = {s: median_of_rounds(rs) for s, rs in scale["rounds"].items()}
+            scale["ratios"] = ratios(scale["summary"])
             print(f"\n### {int(clients):,} clients\n")
             print(table(scale["summary"], scale["ratios"]))
             for spec, why in scale["skipped"].items():
                 print(f"\n{spec} skipped: {why}")
-        print("\n### Targets (issues 7 and 8)\n")
+        print("\n### Targets (issues 7, 8 and 19)\n")
         print(targets_table(targets(result["scales"])))
 
 
