@@ -196,9 +196,10 @@ async def test_trimming_keeps_redis_memory_flat_over_a_busy_day(
             store = node.runtime.store
             published: list[str] = []
             for n in range(5000):
-                published.append(await store.append("en", {
+                entry_id, _ = await store.append("en", {
                     "op": "publish", "text": f"Line {n} of the day: " + "words " * 20,
-                    "by": "wire"}))
+                    "by": "wire"})
+                published.append(entry_id)
                 if n % 5 == 4:
                     await store.append("en", {"op": "correct", "item": published[-2],
                                               "text": f"Line {n - 1}, corrected", "by": "desk"})

@@ -34,8 +34,6 @@ def sse_event(payload: bytes, cursor: str | None) -> bytes:
     return b"id: " + cursor.encode("ascii") + b"\ndata: " + payload + b"\n\n"
 
 
-
-
 def chunk(data: bytes) -> bytes:
     """`data` as one chunk of an HTTP/1.1 chunked body (RFC 9112 7.1); never empty, since an
     empty chunk ends the body."""

@@ -120,7 +120,8 @@ SETTINGS: tuple[Setting, ...] = (
             "drops it (TCP_USER_TIMEOUT on the listening socket): finds readers that vanished "
             "without a close, SSE ones too; 0: the kernel's own (about 15 minutes)"),
     Setting("sse_heartbeat", float, 15.0,
-            "seconds of silence before an SSE stream gets a comment line (keeps proxies open)"),
+            "seconds between the comment lines every SSE stream gets (keeps proxies open; a "
+            "reader that vanished leaves them unacknowledged: TICKER_CLIENT_TIMEOUT)"),
     Setting("feed_items", int, 50, "most entries in a channel's JSON Feed, RSS and Atom feeds"),
     Setting("feed_max_age", int, 30,
             "seconds caches (CDNs, readers) may keep a feed: Cache-Control max-age and RSS ttl"),

@@ -28,30 +28,22 @@ class Store:
         self.wait_timeout = wait_timeout
         self.unreplicated = 0  # writes answered before enough replicas had them
 
-    async def append(self, channel: str, fields: Mapping[str, str]) -> str:
-        """XADD one validated entry; returns its stream ID (the item id for a publish)."""
-        entry_id, _ = await self.append_counted(channel, fields)
-        return entry_id
-
-    async def append_counted(self, channel: str, fields: Mapping[str, str]
-                             ) -> tuple[str, int | None]:
-        """XADD, then (when configured) WAIT for replicas: (stream ID, how many replicas
-        had it; None when not waiting)."""
+    async def append(self, channel: str, fields: Mapping[str, str]) -> tuple[str, int | None]:
+        """XADD one validated entry, then (when configured) WAIT for replicas: (its stream ID,
+        the item id for a publish; how many replicas had it, None when not waiting)."""
+        stream, values = self.keys.stream(channel), dict(fields)
+        replicas: int | None = None
         if not self.wait_replicas:
-            entry_id = await self.redis.xadd(
-                self.keys.stream(channel),
-                dict(fields),  # type: ignore[arg-type]
-                maxlen=self.stream_maxlen,
-                approximate=True,
-            )
-            return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), None
-        # One pipeline: WAIT counts the writes of its own connection.
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(self.keys.stream(channel), dict(fields),  # type: ignore[arg-type]
-                  maxlen=self.stream_maxlen, approximate=True)
-        pipe.wait(self.wait_replicas, self.wait_timeout)
-        entry_id, replicas = await pipe.execute()
-        if int(replicas) < self.wait_replicas:
-            self.unreplicated += 1
-        return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
-                int(replicas))
+            entry_id = await self.redis.xadd(stream, values,  # type: ignore[arg-type]
+                                             maxlen=self.stream_maxlen, approximate=True)
+        else:
+            # One pipeline: WAIT counts the writes of its own connection.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xadd(stream, values, maxlen=self.stream_maxlen,  # type: ignore[arg-type]
+                      approximate=True)
+            pipe.wait(self.wait_replicas, self.wait_timeout)
+            entry_id, counted = await pipe.execute()
+            replicas = int(counted)
+            if replicas < self.wait_replicas:
+                self.unreplicated += 1
+        return (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)), replicas

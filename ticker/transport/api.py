@@ -52,7 +52,7 @@ async def append(request: Request, channel: ChannelHub, fields: dict[str, str]
                  ) -> tuple[str, int | UnsetType]:
     """Validate and XADD; (the entry's id, how many replicas had it, when configured)."""
     entry = parse_entry(fields)
-    entry_id, replicas = await runtime_of(request).store.append_counted(
+    entry_id, replicas = await runtime_of(request).store.append(
         channel.info.name, entry_fields(entry))
     return entry_id, UNSET if replicas is None else replicas
 
