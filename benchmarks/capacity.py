@@ -121,8 +121,15 @@ def comparison_table(rows: list[dict[str, Any]], tolerance: float) -> str:
     return "\n".join(lines)
 
 
-def inputs(one: dict[str, Any]) -> dict[str, float]:
-    """The model's inputs, per reader, from one node's run (docs/capacity.md)."""
+def inputs(ones: list[dict[str, Any]]) -> dict[str, float]:
+    """The model's inputs, per reader, from one node's runs: each the median over them
+    (docs/capacity.md)."""
+    each = [inputs_of(one) for one in ones]
+    return {key: statistics.median(x[key] for x in each) for key in each[0]}
+
+
+def inputs_of(one: dict[str, Any]) -> dict[str, float]:
+    """The model's inputs from one run of one node."""
     r = one["connected"]
     single = one["single"]
     sockets = one["tcp_sockets_per_conn"]  # client, balancer (2) and node ends on loopback
@@ -179,9 +186,9 @@ def sizing(model: dict[str, float], readers: int, args: argparse.Namespace) -> d
     }
 
 
-def model_tables(one: dict[str, Any], args: argparse.Namespace) -> str:
-    model = inputs(one)
-    lines = ["| input (one node, measured) | value |", "| --- | ---: |"]
+def model_tables(ones: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    model = inputs(ones)
+    lines = ["| input (one node, measured; medians of the rounds) | value |", "| --- | ---: |"]
     lines += [f"| {k} | {report.fmt(v)} |" for k, v in model.items()]
     lines += ["", "| readers | nodes | readers per node | bound by | node-loss storm (s) | "
               "RSS per node after a loss (GiB) | nginx cores at peak | Redis (cores) |",
@@ -243,22 +250,22 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             ones.append(asyncio.run(fanout.run(one_args)))
             manys.append(asyncio.run(fanout.run(many_args)))
-        one = only_run(ones[0])
-        rows = compare([only_run(x) for x in ones], [only_run(x) for x in manys],
-                       args.nodes, args.per_node, args.tolerance)
-        print(f"### One node with {one['connected']:,} readers, then {args.nodes} nodes with "
+        runs = [only_run(x) for x in ones]
+        rows = compare(runs, [only_run(x) for x in manys], args.nodes, args.per_node,
+                       args.tolerance)
+        print(f"### One node with {runs[0]['connected']:,} readers, then {args.nodes} nodes with "
               f"{args.nodes * args.per_node:,} via {args.balancer}, {args.rounds} rounds "
               "(medians)\n")
         print(comparison_table(rows, args.tolerance))
-        saved = {"one": ones[0], "ones": ones, "manys": manys, "comparison": rows}
+        saved = {"ones": ones, "manys": manys, "comparison": rows}
         if args.json:
             args.json.write_text(json.dumps(saved, indent=1, default=str))
     else:
         saved = json.loads(args.model.read_text())
-        one = only_run(saved["one"])
+        runs = [only_run(x) for x in saved["ones"]]
         rows = saved.get("comparison", [])
     print()
-    print(model_tables(one, args))
+    print(model_tables(runs, args))
     return 0 if all(row["within"] for row in rows) else 1
 
 
