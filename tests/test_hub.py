@@ -731,6 +731,25 @@ def test_snapshot_now_is_the_current_time(ch: ChannelHub) -> None:
     assert abs(json.loads(ch.snapshot_payload(NOW + 120_000))["now"] - (NOW + 120_000)) <= 1000
 
 
+def test_a_new_readers_snapshot_is_the_framed_message_with_its_clock(ch: ChannelHub) -> None:
+    # fresh_frame frames the cached body once and puts each reader's clock in: the bytes
+    # must be the library's frame of the whole message, whatever the clock's width and
+    # the body's size (the 7-bit, 16-bit and 64-bit lengths of RFC 6455 5.2).
+    for count in (0, 1, 3, 20, 300):
+        publish_many(ch, 1000 * count + 1, count)
+        for now in (NOW, NOW + 1, 99, 123_456_789_012_345, NOW + 2):
+            assert ch.fresh_frame(now) == (ch.snapshot(now), ch._snapshot_body(now, False, None)[1])
+    big = make_hub(max_items=300)[1]
+    for k in range(300):
+        big.apply([(sid(k), pub("x" * 200))], NOW)
+    data, ids = big.fresh_frame(NOW)
+    assert len(ids) == 300 and len(data) > 65536 and data == big.snapshot(NOW)
+    sub = FakeSub()
+    assert big.subscribe(sub, None, NOW, preamble=b"HTTP/1.1 101 ...\r\n\r\n")
+    assert sub.frames == [b"HTTP/1.1 101 ...\r\n\r\n" + data]
+    assert all(big.reach[i] == 1 for i in ids)
+
+
 def test_resume_frame_now_is_the_current_time(ch: ChannelHub) -> None:
     publish_many(ch, 1, 3)
     first = FakeSub("first")

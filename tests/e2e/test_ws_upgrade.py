@@ -8,7 +8,9 @@ uvicorn as before. Either way the reader gets the same answer.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import socket
 import struct
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from websockets.protocol import OPEN
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.rawws import RawClient, client_frame
 from tests.e2e.ticker_node import node
+from ticker.transport import upgrade
 from ticker.transport import websocket as wsserver
 from ticker.transport.websocket import TickerWebSocket
 
@@ -103,6 +106,55 @@ async def test_an_upgrade_in_any_number_of_pieces_is_answered(
         assert server.runtime.hub.connections() == 1
     finally:
         sock.close()
+
+
+async def answer(port: int, request: bytes) -> bytes:
+    """The server's answer to `request` on a fresh connection: its head and what follows in
+    the same segment."""
+    sock = await connected(port)
+    try:
+        await asyncio.get_running_loop().sock_sendall(sock, request)
+        buffer = bytearray()
+        head = await response_head(sock, buffer)
+        if head.startswith(b"HTTP/1.1 101 "):
+            assert (await server_frame(sock, buffer))[0] == 0x1  # the snapshot
+        else:
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await read_until(sock, buffer, length)
+        return head + bytes(buffer)
+    finally:
+        sock.close()
+
+
+async def test_a_kind_of_request_the_library_accepted_gets_the_same_answers_after(
+    server: Server,
+) -> None:
+    # ticker.transport.upgrade: once the library has accepted a kind of request, the same
+    # kind is answered without it; a key it would refuse, a kind it has not seen and a head
+    # that is not plain still get the library's own answers.
+    bad_key = REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"dGhlIHNhbXBsZSBub25jZQ=")
+    odd = REQUEST.replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c")
+    not_plain = REQUEST.replace(b"Upgrade: websocket", b"Upgrade: websocket ")
+    upgrade.accepted.clear()
+    before = [await answer(server.port, r) for r in (bad_key, odd)]
+    assert not upgrade.accepted
+    first = await answer(server.port, REQUEST)  # the library accepts: the kind is kept
+    assert len(upgrade.accepted) == 1
+    assert first.startswith(b"HTTP/1.1 101 ") and ACCEPT in first
+    key = base64.b64encode(b"sixteen bytes ok").decode().encode()
+    again = await answer(server.port, REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", key))
+    assert ACCEPT.split(b": ")[0] + b": " + upgrade.accept_key(key) in again
+    after = [await answer(server.port, r) for r in (bad_key, odd)]
+    assert [a.split(b"\r\n")[0] for a in after] == [b"HTTP/1.1 400 Bad Request",
+                                                   b"HTTP/1.1 426 Upgrade Required"]
+    strip = re.compile(rb"Date: [^\r]*\r\n")
+    assert [strip.sub(b"", a) for a in after] == [strip.sub(b"", b) for b in before]
+    assert (await answer(server.port, not_plain)).startswith(b"HTTP/1.1 101 ")
+    assert len(upgrade.accepted) == 2  # not plain, but the library took it: another kind
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while server.runtime.hub.connections():  # every reader closed its end: all let go
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
 
 
 async def test_frames_sent_with_the_request_are_read(server: Server) -> None:

@@ -111,6 +111,9 @@ class ChannelHub:
     stale: bool = False  # Redis unreachable: readers are told, and told when it is back
     # The on-air snapshot body (no clock), valid until the first on-air item expires.
     _snapshot: tuple[bytes, int, tuple[str, ...]] | None = None
+    # fresh_frame's: (the snapshot body it framed, digits of the clock, frame up to the
+    # clock, the rest)
+    _fresh: tuple[bytes, int, bytes, bytes] | None = None
     # cursor -> resume body (no clock), until the next event.
     _resume_cache: dict[str, bytes] = field(default_factory=dict)
     # Entry-ID times (ms) of the events the last live `apply` wrote, until `observe`.
@@ -364,10 +367,29 @@ class ChannelHub:
     def _send_first(self, conn: Subscriber, payload: bytes, ids: tuple[str, ...], now: int,
                     told_stale: bool = False, preamble: bytes = b"") -> None:
         self._send(conn, payload, preamble)
+        self._sent_first(conn, ids, now, told_stale)
+
+    def _sent_first(self, conn: Subscriber, ids: tuple[str, ...], now: int,
+                    told_stale: bool = False) -> None:
+        """After a reader's first message: the items of its snapshot count towards reach,
+        and it is told the live feed's state if that is not what it was told before."""
         for item_id in ids:
             self.reach[item_id] += 1
         if self.stale != told_stale:
             self._send(conn, status_payload(self.stale, now))
+
+    def fresh_frame(self, now: int) -> tuple[bytes, tuple[str, ...]]:
+        """(the snapshot frame for a reader without a cursor, ids of its items): the cached
+        snapshot framed once, with only the clock put in for each reader."""
+        body, ids = self._snapshot_body(now, False, None)
+        digits = str(now).encode()
+        cached = self._fresh
+        if cached is None or cached[0] is not body or cached[1] != len(digits):
+            payload = with_now(body, now)  # b'{"now":' digits b',' body[1:]
+            whole = frame(payload)
+            head = whole[:len(whole) - len(payload)]  # depends on the length alone
+            cached = self._fresh = (body, len(digits), head + b'{"now":', b"," + body[1:])
+        return b"".join((cached[2], digits, cached[3])), ids
 
     def subscribe(self, conn: Subscriber, cursor: str | None, now: int,
                   preamble: bytes = b"") -> bool:
@@ -376,6 +398,12 @@ class ChannelHub:
         `preamble` (the handshake response) goes out in the same write as the first frame:
         one send() per new connection instead of two.
         """
+        if cursor is None and not conn.sse:  # a new reader (most of a breaking-news wave)
+            data, ids = self.fresh_frame(now)
+            self.writers[conn] = conn.write
+            conn.write(preamble + data)
+            self._sent_first(conn, ids, now)
+            return True
         found = self.catch_up(cursor, now)
         if found is None:
             return False

@@ -1,0 +1,143 @@
+"""A websocket upgrade request read the quick way when the library has judged its kind before.
+
+The library way (ticker.transport.websocket: httptools parses the head into the websockets
+library's `Request`, and `ServerProtocol.process_request` checks it against RFC 6455 4.2.1)
+is most of what a new reader costs when readers arrive one by one, as they do after a flash
+alert: every piece of it then runs with cold caches (docs/performance.md, "The spike's
+connect cost"). Yet a newsroom's readers send a handful of kinds of request: the same
+browsers send the same header values, and only the key differs from one reader to the next.
+
+So, for a *plain* head (below), the values of every header that `process_request` reads
+other than the key (its *shape*) are looked up among the shapes the library has accepted on
+this process. When the library accepted that shape before, it would accept this request
+too if its key passes the library's key check, which is done here as the library does it (a
+single `Sec-WebSocket-Key`, strict base64 of 16 bytes), and the accept key is computed as
+RFC 6455 4.2.2 defines it. Any other head, any shape not accepted before and any key that
+fails goes the library way, and gets the library's own answer; a refused shape is never
+remembered. `tests/test_upgrade.py` holds both ways to the same answers.
+
+A head is *plain* when it is exactly `GET <target> HTTP/1.1`, the target made of the URI
+characters of RFC 3986 only, and each header line a token, a colon and a value of visible
+ASCII, spaces and tabs, with no space or tab at the value's end, and it has no body
+(`Transfer-Encoding`, or a `Content-Length` other than 0). httptools reads every plain head,
+and reads it as `read_plain` does (the same header values, in the same order); what is not
+plain (obsolete line folding, bytes above 127, bare CR or LF, a space before the colon, ...)
+is left to httptools' judgement.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import string
+from collections.abc import Callable
+from typing import Final
+
+from websockets.http11 import Request
+
+GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+TOKEN: Final = (string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~").encode()  # RFC 9110
+TARGET: Final = (string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%").encode()
+VALUE: Final = bytes(range(0x20, 0x7F)) + b"\t"
+HEAD: Final = VALUE + b"\r\n"
+# Every header `process_request` reads, but the key: what its verdict depends on.
+JUDGED: Final = ("connection", "upgrade", "sec-websocket-version", "origin",
+                 "sec-websocket-protocol", "sec-websocket-extensions")
+MAX_SHAPES: Final = 256  # kinds of request remembered; more are judged by the library each time
+
+NONE: Final[list[str]] = []
+Shape = tuple[tuple[str, ...], ...]
+accepted: dict[Shape, None] = {}  # the shapes the library accepted on this process
+
+
+class PlainHead:
+    """A plain head's target and header values (names in lower case, values in order)."""
+
+    __slots__ = ("fields", "target")
+
+    def __init__(self, target: str, fields: dict[str, list[str]]) -> None:
+        self.target = target
+        self.fields = fields
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of the header `name` (any case), as `Headers.get_all` gives them."""
+        return self.fields.get(name.lower(), NONE)
+
+
+def read_plain(head: bytes) -> PlainHead | None:
+    """The request in `head` (up to and including the blank line) if it is plain (module
+    docstring); None: it is for httptools and the library to read."""
+    if not head.endswith(b"\r\n\r\n") or head.translate(None, HEAD):
+        return None
+    lines = head[:-4].split(b"\r\n")
+    # A bare CR or LF is not a line break here; httptools decides what it is.
+    if head.count(b"\n") != len(lines) + 1 or head.count(b"\r") != len(lines) + 1:
+        return None
+    line = lines[0]
+    if not line.startswith(b"GET ") or not line.endswith(b" HTTP/1.1"):
+        return None
+    target = line[4:-9]
+    if not target or target.translate(None, TARGET):
+        return None
+    fields: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name.translate(None, TOKEN):
+            return None
+        value = value.lstrip(b" \t")
+        if value[-1:] in (b" ", b"\t"):
+            return None
+        key = name.lower().decode()
+        values = fields.get(key)
+        if values is None:
+            fields[key] = [value.decode()]
+        else:
+            values.append(value.decode())
+    if "transfer-encoding" in fields or any(v != "0" for v in fields.get("content-length", ())):
+        return None
+    return PlainHead(target.decode(), fields)
+
+
+def shape(get_all: Callable[[str], list[str]]) -> Shape:
+    """What `process_request`'s verdict on a request depends on, but for the key."""
+    return tuple(tuple(get_all(name)) for name in JUDGED)
+
+
+def plain_shape(fields: dict[str, list[str]]) -> Shape:
+    """`shape` of a plain head, spelled out: the same tuples for the same values."""
+    get = fields.get
+    return (tuple(get("connection", NONE)), tuple(get("upgrade", NONE)),
+            tuple(get("sec-websocket-version", NONE)), tuple(get("origin", NONE)),
+            tuple(get("sec-websocket-protocol", NONE)),
+            tuple(get("sec-websocket-extensions", NONE)))
+
+
+def remember(request: Request) -> None:
+    """The library has accepted `request`: requests of its shape are judged here from now on."""
+    if request.method == "GET" and request.protocol == "HTTP/1.1" \
+            and len(accepted) < MAX_SHAPES:
+        accepted[shape(request.headers.get_all)] = None
+
+
+def known_accept(head: PlainHead) -> bytes | None:
+    """The `Sec-WebSocket-Accept` value for `head` if the library has accepted its shape and
+    its key passes the library's check; None: ask the library."""
+    fields = head.fields
+    if plain_shape(fields) not in accepted:
+        return None
+    keys = fields.get("sec-websocket-key")
+    if keys is None or len(keys) != 1:
+        return None
+    key = keys[0].encode()
+    try:
+        # What the library's check calls: base64.b64decode(key, validate=True) is this.
+        if len(binascii.a2b_base64(key, strict_mode=True)) != 16:
+            return None
+    except binascii.Error:
+        return None
+    return accept_key(key)
+
+
+def accept_key(key: bytes) -> bytes:
+    """RFC 6455 4.2.2: the base64 SHA-1 of the key and the protocol's GUID."""
+    return binascii.b2a_base64(hashlib.sha1(key + GUID).digest(), newline=False)
