@@ -14,9 +14,10 @@ uvicorn is pinned by uv.lock to the release those tests last passed on.
    pre-encoded frames to; an ASGI websocket costs a task and an await per reader and send.
 2. **`uvicorn.protocols.http.httptools_impl.HttpToolsProtocol`** and
    **`Config.ws_protocol_class`** (`TickerHttp`): a connection's first bytes choose its
-   protocol; a `GET /ws/...` upgrade goes to our websocket class without being parsed by
-   httptools, turned into an ASGI scope, re-serialised and parsed again; everything else is
-   handed to uvicorn's own httptools protocol, created and fed exactly as uvicorn would.
+   protocol; a `GET /ws/...` upgrade stays with `TickerHttp`, itself our websocket class,
+   without being parsed by httptools, turned into an ASGI scope, re-serialised and parsed
+   again (`Config.ws_protocol_class` None: websockets are off); everything else is handed
+   to uvicorn's own httptools protocol, created and fed exactly as uvicorn would.
    Why: that detour was about half of the server's CPU per new reader (docs/performance.md,
    "Routing upgrades before uvicorn parses them", where the decision is recorded).
 3. **`Server.main_loop` / `Server.on_tick(counter)` / `Server.should_exit`**
@@ -36,7 +37,7 @@ import asyncio
 import contextlib
 import gc
 import socket
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # internal 2
@@ -90,12 +91,14 @@ class SilentPeers:
         self.since: dict[TickerHttp, float] = {}
         self.loop: asyncio.AbstractEventLoop | None = None  # where the sweep is armed
 
-    def add(self, peer: TickerHttp, loop: asyncio.AbstractEventLoop) -> None:
-        if self.loop is not loop:
-            # A server process has one loop; peers of a loop that has stopped (a test's,
-            # or a worker's before a fork) are gone with it.
+    def add(self, peer: TickerHttp) -> None:
+        loop = self.loop
+        # A server process has one loop, running while peers connect; peers of a loop that
+        # has stopped (a test's, or a worker's before a fork) are gone with it. Not asked
+        # for the running loop each time: in Python 3.11 that is a getpid() system call.
+        if loop is None or not loop.is_running():
+            loop = self.loop = asyncio.get_running_loop()
             self.since.clear()
-            self.loop = loop
             loop.call_later(ticks.until_next(1.0, loop.time()), self.sweep, loop)
         self.since[peer] = loop.time()
 
@@ -117,74 +120,84 @@ class SilentPeers:
 silent_peers = SilentPeers()
 
 
-class TickerHttp(asyncio.Protocol):
+class TickerHttp(UvicornWebSocket):
     """uvicorn's `http=` protocol class: a connection's first bytes choose its protocol.
 
-    A request that starts `GET /ws/` and has an `Upgrade` header goes straight to the
-    websocket class (uvicorn's `ws=`), bytes as they came; one that starts `GET /sse/` to the
-    SSE stream's (`UvicornEventStream`). Everything else, including a request whose first
-    segment is too short to tell, gets uvicorn's own `HttpToolsProtocol`, created and fed
-    exactly as uvicorn would have (internals 1 and 2); with websockets off (`ws="none"`)
-    every websocket upgrade does.
+    A request that starts `GET /ws/` and has an `Upgrade` header is a reader's websocket, and
+    this object, a `TickerWebSocket`, is that websocket from its first byte: no second
+    protocol object and no `transport.set_protocol`, which in uvloop stops and restarts
+    reading (two epoll changes for every new reader). A request that starts `GET /sse/` is
+    handed to the SSE stream's protocol (`UvicornEventStream`). Everything else, including
+    a request whose first segment is too short to tell, is handed to uvicorn's own
+    `HttpToolsProtocol`, created and fed exactly as uvicorn would have (internals 1 and 2);
+    with websockets off (`ws="none"`) every websocket upgrade is.
     """
 
-    __slots__ = ("app_state", "config", "server_state", "transport")
+    __slots__ = ("app_state", "config", "routed", "server_state")
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state)
         self.config = config
         self.server_state = server_state
         self.app_state = app_state
-        self.transport: asyncio.Transport | None = None
+        self.routed = False  # its first bytes have chosen (or it was closed as silent)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.server_state.connections.add(self)  # uvicorn's shutdown reaches silent peers
+        # In the server's connections from the start: uvicorn's shutdown reaches silent
+        # peers. A reader's buffer limits wait until it is one (another protocol may get
+        # the connection).
+        self._attach(transport)
         # A peer that connects and says nothing is closed (uvicorn's keep-alive timeout
         # only starts once a protocol of its own has the connection).
-        silent_peers.add(self, asyncio.get_running_loop())
+        silent_peers.add(self)
 
     def silent(self) -> None:
-        if self.transport is not None:
-            self.server_state.connections.discard(self)
+        if not self.routed and self.transport is not None:
+            self.routed = True
             self.transport.close()
-            self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self.routed:
+            super().data_received(data)
+            return
         transport = self.transport
         if transport is None:
             return
+        self.routed = True
         silent_peers.discard(self)
-        self.server_state.connections.discard(self)
         protocol: asyncio.Protocol
-        upgrade = self.config.ws_protocol_class  # None: websockets are off (`ws="none"`)
-        if upgrade is not None and data.startswith(WS_REQUEST) \
+        if self.config.ws_protocol_class is not None and data.startswith(WS_REQUEST) \
                 and b"\nupgrade:" in data.lower():
-            protocol = upgrade(config=self.config, server_state=self.server_state,
-                               app_state=self.app_state)
-        elif data.startswith(SSE_REQUEST):
+            self._reader_buffers()
+            super().data_received(data)
+            return
+        if data.startswith(SSE_REQUEST):
             protocol = UvicornEventStream(config=self.config, server_state=self.server_state,
                                           app_state=self.app_state)
         else:
             protocol = HttpToolsProtocol(config=self.config, server_state=self.server_state,
                                          app_state=self.app_state)
+        # Handed over: the connection is the other protocol's from now on.
+        self.closed = True
         self.transport = None
+        self.connections.discard(self)
         # Switched first: a callback the first bytes cause (pause_writing) reaches the new one.
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.data_received(data)
 
-    def eof_received(self) -> bool | None:
-        return None  # the transport closes itself
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
         silent_peers.discard(self)
-        self.server_state.connections.discard(self)
+        super().connection_lost(exc)
 
     def shutdown(self) -> None:
-        """uvicorn is stopping and this peer never sent a byte: close."""
-        if self.transport is not None:
+        """uvicorn is stopping: a peer that never sent a byte is closed; a reader is told to
+        reconnect elsewhere (`TickerWebSocket.shutdown`)."""
+        if self.routed:
+            super().shutdown()
+        elif self.transport is not None:
+            self.routed = True
             self.transport.close()
 
 

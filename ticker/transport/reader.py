@@ -44,21 +44,29 @@ class ReaderConnection(asyncio.Protocol):
         self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._attach(transport)
+        self._reader_buffers()
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.write = transport.write
         self.connections.add(self)
-        runtime = self.runtime
-        if runtime is not None:
-            limit = runtime.settings.client_buffer
-            transport.set_write_buffer_limits(high=limit, low=limit // 4)
-            sndbuf = runtime.settings.socket_sndbuf
-            if sndbuf:
-                # Bounds the kernel's memory per reader too (loopback autotuning takes MBs).
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+
+    def _reader_buffers(self) -> None:
+        """A reader's write buffer limit (`TICKER_CLIENT_BUFFER`) and kernel send buffer."""
+        runtime, transport = self.runtime, self.transport
+        if runtime is None or transport is None:
+            return
+        limit = runtime.settings.client_buffer
+        transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        sndbuf = runtime.settings.socket_sndbuf
+        if sndbuf:
+            # Bounds the kernel's memory per reader too (loopback autotuning takes MBs).
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
     def eof_received(self) -> bool | None:
         self._leave()

@@ -29,17 +29,19 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import string
+import re
 from collections.abc import Callable
 from typing import Final
 
 from websockets.http11 import Request
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
-TOKEN: Final = (string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~").encode()  # RFC 9110
-TARGET: Final = (string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%").encode()
-VALUE: Final = bytes(range(0x20, 0x7F)) + b"\t"
-HEAD: Final = VALUE + b"\r\n"
+# A plain head (module docstring), in one pattern: the request line, header lines, the end.
+TOKEN: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # RFC 9110 5.6.2
+VALUE: Final = rb"[ \t]*(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?"  # no space at its end
+TARGET: Final = rb"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+"  # RFC 3986's characters
+PLAIN: Final = re.compile(
+    b"GET " + TARGET + rb" HTTP/1\.1\r\n(?:" + TOKEN + b":" + VALUE + rb"\r\n)*\r\n")
 # Every header `process_request` reads, but the key: what its verdict depends on.
 JUDGED: Final = ("connection", "upgrade", "sec-websocket-version", "origin",
                  "sec-websocket-protocol", "sec-websocket-extensions")
@@ -67,35 +69,21 @@ class PlainHead:
 def read_plain(head: bytes) -> PlainHead | None:
     """The request in `head` (up to and including the blank line) if it is plain (module
     docstring); None: it is for httptools and the library to read."""
-    if not head.endswith(b"\r\n\r\n") or head.translate(None, HEAD):
+    if PLAIN.fullmatch(head) is None:
         return None
-    lines = head[:-4].split(b"\r\n")
-    # A bare CR or LF is not a line break here; httptools decides what it is.
-    if head.count(b"\n") != len(lines) + 1 or head.count(b"\r") != len(lines) + 1:
-        return None
-    line = lines[0]
-    if not line.startswith(b"GET ") or not line.endswith(b" HTTP/1.1"):
-        return None
-    target = line[4:-9]
-    if not target or target.translate(None, TARGET):
-        return None
+    lines = head[:-4].decode("ascii").split("\r\n")
     fields: dict[str, list[str]] = {}
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name.translate(None, TOKEN):
-            return None
-        value = value.lstrip(b" \t")
-        if value[-1:] in (b" ", b"\t"):
-            return None
-        key = name.lower().decode()
-        values = fields.get(key)
+        name, _, value = line.partition(":")
+        name = name.lower()
+        values = fields.get(name)
         if values is None:
-            fields[key] = [value.decode()]
+            fields[name] = [value.lstrip(" \t")]
         else:
-            values.append(value.decode())
+            values.append(value.lstrip(" \t"))
     if "transfer-encoding" in fields or any(v != "0" for v in fields.get("content-length", ())):
         return None
-    return PlainHead(target.decode(), fields)
+    return PlainHead(lines[0][4:-9], fields)
 
 
 def shape(get_all: Callable[[str], list[str]]) -> Shape:
