@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -914,6 +915,22 @@ def test_reach_counts_connections_written_to(ch: ChannelHub) -> None:
     late = FakeSub("late")
     ch.subscribe(late, None, NOW)  # the snapshot shows it both items
     assert ch.reach == {sid(1): 4, sid(2): 4}
+
+
+def test_new_readers_count_towards_the_items_of_the_snapshot_they_got(ch: ChannelHub) -> None:
+    # New readers are counted once each and added to their snapshot's items when reach is
+    # read or the snapshot changes: the counts are those of one increment per item.
+    publish_many(ch, 1, 2)
+    for n in range(3):
+        ch.subscribe(FakeSub(f"r{n}"), None, NOW)
+    ch.apply([(sid(3), pub("c"))], NOW)  # the three get it live; the snapshot changes
+    for n in range(2):
+        ch.subscribe(FakeSub(f"s{n}"), None, NOW)
+    assert dict(ch.reach) == {sid(1): 5, sid(2): 5, sid(3): 5}
+    ch.subscribe(FakeSub("t"), None, NOW)
+    ch.reach = Counter()  # taken by a flush (ticker.redis.reach)
+    ch.subscribe(FakeSub("u"), None, NOW)
+    assert dict(ch.reach) == {sid(1): 1, sid(2): 1, sid(3): 1}
 
 
 def test_latency_is_observed_per_event(ch: ChannelHub) -> None:

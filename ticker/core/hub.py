@@ -98,8 +98,9 @@ class ChannelHub:
     writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
     # The same for Server-Sent Events readers (same payload, SSE framing).
     sse_writers: dict[Subscriber, Callable[[bytes], None]] = field(default_factory=dict)
-    # item id -> connections this node wrote it to, since the last flush (reach).
-    reach: Counter[str] = field(default_factory=Counter)
+    # item id -> connections this node wrote it to, since the last flush (reach), but for
+    # the new readers' snapshots counted in `_fresh_served` (the `reach` property adds them).
+    _reach: Counter[str] = field(default_factory=Counter)
     # conn -> (the cursor it has everything up to, the status it was last told, the
     # history revision then), while its buffer is full.
     blocked: dict[Subscriber, tuple[str, bool, int]] = field(default_factory=dict)
@@ -114,6 +115,10 @@ class ChannelHub:
     # fresh_frame's: (the snapshot body it framed, digits of the clock, frame up to the
     # clock, the rest)
     _fresh: tuple[bytes, int, bytes, bytes] | None = None
+    # New readers that got the snapshot framed in `_fresh` (its items' reach), not yet in
+    # `_reach`, and the ids of its items: one count per reader instead of one per item.
+    _fresh_served: int = 0
+    _fresh_ids: tuple[str, ...] = ()
     # cursor -> resume body (no clock), until the next event.
     _resume_cache: dict[str, bytes] = field(default_factory=dict)
     # Entry-ID times (ms) of the events the last live `apply` wrote, until `observe`.
@@ -378,6 +383,20 @@ class ChannelHub:
         if self.stale != told_stale:
             self._send(conn, status_payload(self.stale, now))
 
+    @property
+    def reach(self) -> Counter[str]:
+        """item id -> connections this node wrote it to, since the last flush."""
+        if self._fresh_served:
+            served, self._fresh_served = self._fresh_served, 0
+            for item_id in self._fresh_ids:
+                self._reach[item_id] += served
+        return self._reach
+
+    @reach.setter
+    def reach(self, counts: Counter[str]) -> None:
+        self._fresh_served = 0
+        self._reach = counts
+
     def fresh_frame(self, now: int) -> tuple[bytes, tuple[str, ...]]:
         """(the snapshot frame for a reader without a cursor, ids of its items): the cached
         snapshot framed once, with only the clock put in for each reader."""
@@ -385,10 +404,12 @@ class ChannelHub:
         digits = str(now).encode()
         cached = self._fresh
         if cached is None or cached[0] is not body or cached[1] != len(digits):
+            self.reach  # noqa: B018 -- the readers of the last one count towards its items
             payload = with_now(body, now)  # b'{"now":' digits b',' body[1:]
             whole = frame(payload)
             head = whole[:len(whole) - len(payload)]  # depends on the length alone
             cached = self._fresh = (body, len(digits), head + b'{"now":', b"," + body[1:])
+            self._fresh_ids = ids
         return b"".join((cached[2], digits, cached[3])), ids
 
     def subscribe(self, conn: Subscriber, cursor: str | None, now: int,
@@ -399,10 +420,12 @@ class ChannelHub:
         one send() per new connection instead of two.
         """
         if cursor is None and not conn.sse:  # a new reader (most of a breaking-news wave)
-            data, ids = self.fresh_frame(now)
+            data, _ = self.fresh_frame(now)
             self.writers[conn] = conn.write
             conn.write(preamble + data)
-            self._sent_first(conn, ids, now)
+            self._fresh_served += 1  # its items' reach (the `reach` property)
+            if self.stale:
+                self._send(conn, status_payload(True, now))
             return True
         found = self.catch_up(cursor, now)
         if found is None:

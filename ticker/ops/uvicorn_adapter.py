@@ -165,7 +165,7 @@ class TickerHttp(UvicornWebSocket):
         if transport is None:
             return
         self.routed = True
-        silent_peers.discard(self)
+        silent_peers.since.pop(self, None)
         protocol: asyncio.Protocol
         if self.config.ws_protocol_class is not None and data.startswith(WS_REQUEST) \
                 and b"\nupgrade:" in data.lower():

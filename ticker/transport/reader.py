@@ -14,7 +14,7 @@ import asyncio
 import socket
 import time
 from collections.abc import MutableSet
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ticker.core.clock import now_ms
 
@@ -49,9 +49,8 @@ class ReaderConnection(asyncio.Protocol):
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        self.write = transport.write
+        self.transport = transport  # type: ignore[assignment]
+        self.write = transport.write  # type: ignore[attr-defined]
         self.connections.add(self)
 
     def _reader_buffers(self) -> None:

@@ -281,6 +281,7 @@ class TickerWebSocket(ReaderConnection):
         self._admit(runtime, request.path, request.headers.get_all, accept_header.encode())
 
     def _serving(self) -> Runtime:
+        """The runtime, if this node is serving; else Refusal (503)."""
         runtime = self.runtime
         if runtime is None or not runtime.started or runtime.draining:
             raise Refusal(503, "Not serving: try again in a moment.", (("Retry-After", "1"),))
@@ -313,7 +314,9 @@ class TickerWebSocket(ReaderConnection):
         assert self.transport is not None
         peer = self.transport.get_extra_info("peername")
         forwarded = ", ".join(get_all("X-Forwarded-For")) or None
-        address = runtime.proxies.client(str(peer[0]) if peer else "unknown", forwarded)
+        address = str(peer[0]) if peer else "unknown"
+        if forwarded is not None:  # from a trusted proxy, the client it names
+            address = runtime.proxies.client(address, forwarded)
         if not runtime.ws_cap.admit(address):
             raise Refusal(429, "Too many connections from your address.",
                           (("Retry-After", "10"),))
