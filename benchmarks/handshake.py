@@ -10,8 +10,12 @@ request (five headers) and on a browser's (eleven):
   `accept()` of one shared `ServerProtocol`, `Response.serialize()`;
 - ``httptools+accept``: httptools parses (ticker.transport.websocket.parse_request), the shared
   `accept()` checks and builds the response, `Response.serialize()`;
-- ``ticker``: what ticker.transport.websocket does: httptools parses, the shared `process_request()`
-  checks and computes the accept key, and the fixed 101 is written with it.
+- ``ticker``: what ticker.transport.websocket does with a kind of request it has not seen:
+  httptools parses, the shared `process_request()` checks and computes the accept key, and
+  the fixed 101 is written with it;
+- ``known-kind``: what it does with a plain request of a kind the library has accepted
+  before (ticker.transport.upgrade): one pattern and a split, the shape looked up, the key
+  checked and the accept key computed.
 
 Each figure is CPU µs per upgrade with the garbage collector on (its cost is part of it).
 Then a reader's pong, parsed by an OPEN-state `ServerProtocol` built for it, and by one
@@ -34,6 +38,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
+from ticker.transport import upgrade
 from ticker.transport.websocket import SWITCHING, VALIDATOR, parse_request
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -84,9 +89,16 @@ def ticker(data: bytes) -> bytes:
     return SWITCHING + accept.encode() + b"\r\n\r\n"
 
 
+def known_kind(data: bytes) -> bytes:
+    head = upgrade.read_plain(data)
+    accept = None if head is None else upgrade.known_accept(head)
+    assert accept is not None, "the kind was accepted before"
+    return SWITCHING + accept + b"\r\n\r\n"
+
+
 WAYS: dict[str, Callable[[bytes], bytes]] = {
     "serverprotocol": serverprotocol, "library-parse": library_parse,
-    "httptools+accept": httptools_accept, "ticker": ticker,
+    "httptools+accept": httptools_accept, "ticker": ticker, "known-kind": known_kind,
 }
 
 
@@ -94,6 +106,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000, help="upgrades per figure")
     args = p.parse_args()
+    for request in (MINIMAL, BROWSER):  # as a process that has answered such a request
+        upgrade.remember(parse_request(request))
     for way in WAYS.values():  # every way gives a 101 with the same accept key
         assert way(MINIMAL).startswith(b"HTTP/1.1 101 ")
         assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in way(BROWSER)

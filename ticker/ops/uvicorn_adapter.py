@@ -137,7 +137,8 @@ class TickerHttp(UvicornWebSocket):
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state)
+        # UvicornConstructed's, one call shorter: every connection comes through here.
+        TickerWebSocket.__init__(self, app_state.get("ticker"), server_state.connections)
         self.config = config
         self.server_state = server_state
         self.app_state = app_state
@@ -157,9 +158,12 @@ class TickerHttp(UvicornWebSocket):
             self.routed = True
             self.transport.close()
 
-    def data_received(self, data: bytes) -> None:
+    def _request(self, data: bytes) -> None:
+        # Until the upgrade, TickerWebSocket.data_received gives every byte here: the first
+        # bytes choose the protocol; a websocket's next ones (the rest of a request that
+        # came in pieces) go on to the websocket's own `_request`.
         if self.routed:
-            super().data_received(data)
+            super()._request(data)
             return
         transport = self.transport
         if transport is None:
@@ -170,7 +174,7 @@ class TickerHttp(UvicornWebSocket):
         if self.config.ws_protocol_class is not None and data.startswith(WS_REQUEST) \
                 and b"\nupgrade:" in data.lower():
             self._reader_buffers()
-            super().data_received(data)
+            super()._request(data)
             return
         if data.startswith(SSE_REQUEST):
             protocol = UvicornEventStream(config=self.config, server_state=self.server_state,

@@ -54,6 +54,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
+from ticker.core.clock import now_ms
 from ticker.core.errors import HTTPError
 from ticker.transport import resume, upgrade
 from ticker.transport.reader import ReaderConnection
@@ -325,8 +326,12 @@ class TickerWebSocket(ReaderConnection):
         self.upgraded = True
         self.channel = channel
         runtime.connections_changed(channel.info.name, +1)
-        resume.subscribe(channel, self, cursor, lambda: self.closed or self.channel is not channel,
-                         preamble=SWITCHING + accept + b"\r\n\r\n")
+        preamble = SWITCHING + accept + b"\r\n\r\n"
+        if cursor is None:  # a new reader: never ahead of this node
+            channel.subscribe(self, None, now_ms(), preamble=preamble)
+        else:
+            resume.subscribe(channel, self, cursor,
+                             lambda: self.closed or self.channel is not channel, preamble)
 
     def _refuse(self, refusal: Refusal) -> None:
         response = VALIDATOR.reject(refusal.status, refusal.text + "\n")
