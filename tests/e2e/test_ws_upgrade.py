@@ -22,6 +22,7 @@ from websockets.protocol import OPEN
 from tests.conftest import TIMEOUT, Server, make_settings, running_server
 from tests.e2e.rawws import RawClient, client_frame
 from tests.e2e.ticker_node import node
+from ticker.ops import uvicorn_adapter
 from ticker.transport import upgrade
 from ticker.transport import websocket as wsserver
 from ticker.transport.websocket import TickerWebSocket
@@ -155,6 +156,30 @@ async def test_a_kind_of_request_the_library_accepted_gets_the_same_answers_afte
     while server.runtime.hub.connections():  # every reader closed its end: all let go
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
+
+
+async def test_a_protocol_failing_on_the_first_bytes_handed_to_it_closes_the_connection(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The hand-over runs inside TickerHttp's own data_received: a failure of the protocol
+    # it handed the connection to is logged and the connection closed, as uvloop would.
+    def broken(self: object, data: bytes) -> None:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(uvicorn_adapter.UvicornEventStream, "data_received", broken)
+    sock = await connected(server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_sendall(sock, b"GET /sse/en HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            rest = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""  # closed
+    finally:
+        sock.close()
+    assert "UvicornEventStream failed on a request's first bytes" in caplog.text
+    assert "broken on purpose" in caplog.text
 
 
 async def test_frames_sent_with_the_request_are_read(server: Server) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ from ticker.transport.websocket import TickerWebSocket
 if TYPE_CHECKING:
     from ticker.node.runtime import Runtime
 
+log = logging.getLogger("ticker.http")
 WS_REQUEST = b"GET /ws/"  # how a reader's upgrade request starts
 SSE_REQUEST = b"GET /sse/"  # how a reader's event-stream request starts
 
@@ -189,7 +191,12 @@ class TickerHttp(UvicornWebSocket):
         # Switched first: a callback the first bytes cause (pause_writing) reaches the new one.
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        protocol.data_received(data)
+        try:
+            protocol.data_received(data)
+        except Exception:  # what uvloop does when a protocol's data_received raises
+            log.exception("%s failed on a request's first bytes; closing the connection",
+                          type(protocol).__name__)
+            transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         silent_peers.discard(self)
