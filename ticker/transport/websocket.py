@@ -54,7 +54,6 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
-from ticker.core.clock import now_ms
 from ticker.core.errors import HTTPError
 from ticker.transport import resume, upgrade
 from ticker.transport.reader import ReaderConnection
@@ -326,12 +325,12 @@ class TickerWebSocket(ReaderConnection):
         self.upgraded = True
         self.channel = channel
         runtime.connections_changed(channel.info.name, +1)
-        preamble = SWITCHING + accept + b"\r\n\r\n"
-        if cursor is None:  # a new reader: never ahead of this node
-            channel.subscribe(self, None, now_ms(), preamble=preamble)
-        else:
-            resume.subscribe(channel, self, cursor,
-                             lambda: self.closed or self.channel is not channel, preamble)
+        resume.subscribe(channel, self, cursor, self._gone, SWITCHING + accept + b"\r\n\r\n")
+
+    def _gone(self) -> bool:
+        """The reader left while waiting for this node to catch up with its cursor (a
+        websocket's channel never changes: it is None once the reader has left)."""
+        return self.closed or self.channel is None
 
     def _refuse(self, refusal: Refusal) -> None:
         response = VALIDATOR.reject(refusal.status, refusal.text + "\n")
