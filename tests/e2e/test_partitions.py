@@ -13,7 +13,9 @@ uvicorn), real websocket and SSE readers, each checked for loss, duplicates and 
   and their memory, hub entries and per-address slots are let go: the same address may open
   as many connections again, and each reader resumes by cursor with nothing lost. SSE readers
   have no pings: the kernel drops them once a heartbeat has gone unacknowledged for
-  `TICKER_CLIENT_TIMEOUT`, beside a node with that setting off that does not.
+  `TICKER_CLIENT_TIMEOUT`, beside a node with that setting off that does not. A websocket
+  reader set aside as slow is not pinged either: the same timeout drops it, or the slow-reader
+  sweep (`TICKER_SLOW_TIMEOUT`), each shown on a node with the other off.
 
 The figures each test measures are printed (`pytest -s`) and kept in docs/reliability.md.
 """
@@ -454,3 +456,80 @@ async def test_sse_readers_cut_off_without_a_close_are_dropped_by_the_client_tim
         finally:
             netns.heal()
             await stop_readers(readers + others)
+
+
+async def test_half_open_readers_set_aside_as_slow_are_dropped_by_timeout_or_sweep(
+    netns: Netns, redis_url: str, redis: Redis, prefix: str  # noqa: F811 (the fixture)
+) -> None:
+    """A half-open websocket that is sent more than its kernel buffers and
+    `TICKER_CLIENT_BUFFER` hold is *set aside* as slow, and set-aside readers are not pinged.
+    Two ways let it go, each shown on a node of its own with the other way off: the kernel,
+    once the unacknowledged data is `TICKER_CLIENT_TIMEOUT` old (TCP_USER_TIMEOUT), and the
+    slow-reader sweep, once it has been set aside `TICKER_SLOW_TIMEOUT`."""
+    per_node, timeout = 4, 2.0  # production: both timeouts 30 s
+    key = Keys(prefix).stream("en")
+    # Small buffers, so that a burst fills the kernel's and the transport's quickly; pings
+    # every 20 s (production), so that none is due during the test.
+    base = make_settings(redis_url, prefix, host=netns.host, client_buffer=8 * 1024,
+                         socket_sndbuf=4096, max_connections_per_ip=per_node)
+    kernel_settings = base.with_(client_timeout=timeout, slow_timeout=600.0)
+    sweep_settings = base.with_(client_timeout=0.0, slow_timeout=timeout)
+    baseline = websockets_alive()
+    async with ticker_node(kernel_settings) as by_kernel, \
+            ticker_node(sweep_settings) as by_sweep:
+        nodes = (by_kernel, by_sweep)
+
+        def url_of(port: int) -> Callable[[str | None], str]:
+            return lambda cursor: (f"ws://{netns.host}:{port}/ws/en"
+                                   + (f"?cursor={cursor}" if cursor else ""))
+
+        readers = {n.port: [Reader(url_of(n.port), sock=from_inside(netns, n.port)).start()
+                            for _ in range(per_node)] for n in nodes}
+        everyone = [r for group in readers.values() for r in group]
+        try:
+            await wait_for(lambda: all(r.first_cursor is not None for r in everyone),
+                           "the readers' snapshots")
+            before = await publish_burst(redis, key, 5, label="before")
+            await wait_for(lambda: all(r.cursor == before[-1] for r in everyone), "before")
+            assert websockets_alive() == baseline + 2 * per_node
+
+            netns.cut()  # the readers vanish: no FIN, no reset, nothing more from them
+            cut_at = time.monotonic()  # what is sent from now on is never acknowledged
+            # More than the kernel's send buffer and the transport's limit hold: set aside.
+            during = await publish_burst(redis, key, 300, batch=50, label="during")
+            for n in nodes:
+                await until(lambda n=n: n.runtime.hub.counters.blocked == per_node,
+                            "every half-open reader set aside", cut_at)
+                assert n.runtime.hub.connections() == per_node  # not dropped yet
+
+            found = await asyncio.gather(*(
+                until(lambda hub=n.runtime.hub: hub.connections() == 0,
+                      "set-aside half-open readers dropped", cut_at) for n in nodes))
+            dropped = {n.port: seconds for n, seconds in zip(nodes, found, strict=True)}
+            report(f"{per_node} set-aside half-open readers dropped by the kernel "
+                   f"(client timeout {timeout:.0f} s) after", dropped[by_kernel.port])
+            report(f"{per_node} set-aside half-open readers dropped by the slow sweep "
+                   f"(slow timeout {timeout:.0f} s) after", dropped[by_sweep.port])
+            # The kernel: the timeout, and its retransmission timer's backoff before it looks.
+            assert timeout <= dropped[by_kernel.port] < 2 * timeout + 1.0
+            # The sweep: the timeout, on the once-a-second housekeeping tick.
+            assert timeout <= dropped[by_sweep.port] < timeout + 1.5
+            assert by_kernel.runtime.hub.counters.slow_dropped == 0
+            assert by_sweep.runtime.hub.counters.slow_dropped == per_node
+            for n in nodes:
+                assert n.runtime.hub.counters.pings_missed == 0
+                assert n.runtime.ws_cap.open == {} and n.runtime.per_channel["en"] == 0
+                async with httpx.AsyncClient(base_url=f"http://{netns.host}:{n.port}") as http:
+                    assert await open_connections(http) == 0
+            assert websockets_alive() == baseline  # their memory is let go
+            assert all(r.connections == 1 for r in everyone)  # they never knew
+
+            await back_after_heal(netns, everyone, during[-1])
+            assert all(r.connections == 2 and r.resets == 0 for r in everyone)
+            assert all(n.runtime.ws_cap.open == {netns.inside: per_node} for n in nodes)
+            after = await publish_burst(redis, key, 5, label="after")
+            await wait_for(lambda: all(r.cursor == after[-1] for r in everyone), "after")
+            await check_exact(everyone, redis, key)
+        finally:
+            netns.heal()
+            await stop_readers(everyone)
