@@ -360,9 +360,10 @@ async def storm_phase(
 STALL_LINK = "https://example.com/" + "x" * 1000
 
 
-async def blocked_readers(port: int) -> int | None:
-    """``ticker_blocked_connections`` summed over channels and workers (None: no figure)."""
-    def scrape() -> int | None:
+async def metric_lines(port: int, name: str) -> list[tuple[str, float]] | None:
+    """The samples of ticker's /metrics whose name is ``name``, as (labels, value) pairs
+    (None: the server did not answer)."""
+    def scrape() -> list[tuple[str, float]] | None:
         import urllib.request
 
         try:
@@ -370,11 +371,50 @@ async def blocked_readers(port: int) -> int | None:
                 text = res.read().decode()
         except OSError:
             return None
-        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                  if line.startswith("ticker_blocked_connections{")]
-        return int(sum(values)) if values else None
+        out = []
+        for line in text.splitlines():
+            if line.startswith(name + "{"):
+                labels, value = line[len(name):].rsplit(" ", 1)
+                out.append((labels, float(value)))
+        return out
 
     return await asyncio.to_thread(scrape)
+
+
+async def blocked_readers(port: int) -> int | None:
+    """``ticker_blocked_connections`` summed over channels and workers (None: no figure)."""
+    samples = await metric_lines(port, "ticker_blocked_connections")
+    return int(sum(v for _, v in samples)) if samples else None
+
+
+async def written_buckets(ports: list[int]) -> dict[float, float] | None:
+    """ticker's publish-to-write histogram (``ticker_publish_to_write_seconds``: from an
+    item's stream ID time to its frame written to every reader of a process), summed over
+    nodes, workers and channels: {upper bound in seconds: cumulative count}. None: a node
+    did not answer."""
+    total: dict[float, float] = {}
+    for port in ports:
+        samples = await metric_lines(port, "ticker_publish_to_write_seconds_bucket")
+        if samples is None:
+            return None
+        for labels, value in samples:
+            le = labels.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            total[bound] = total.get(bound, 0.0) + value
+    return total
+
+
+def written_within(before: dict[float, float], after: dict[float, float],
+                   share: float) -> float | None:
+    """The smallest bucket bound (ms) within which ``share`` of the writes between the two
+    scrapes ended (None: no writes)."""
+    counts = sorted((le, after.get(le, 0.0) - before.get(le, 0.0)) for le in after)
+    if not counts or counts[-1][1] <= 0:
+        return None
+    for le, n in counts:
+        if n >= share * counts[-1][1]:
+            return le * 1000
+    return None
 
 
 async def stall_phase(
@@ -513,13 +553,16 @@ def item_counts(replies: list[dict[str, Any]]) -> dict[int, int]:
 
 async def spike_connect(
     r: aioredis.Redis, workers: procs.Workers, meter: Meter, args: argparse.Namespace,
+    ticker_ports: list[int] | None = None,
 ) -> dict[str, Any]:
     """The breaking-news spike (issue 19): every client connects, without a cursor, at a
     steady pace over ``--spike-seconds`` while an item goes out every ``--spike-interval``
     seconds, and ``--spike-after`` more items after the wave. Each client's time from its
     connect to its snapshot; the live items' latency to everyone connected when they went
     out (the wave's items) and, after the wave, that every client got each; server CPU
-    over the wave per connect."""
+    over the wave per connect. For ticker (``ticker_ports``: its nodes), also the server's own
+    side of the live latency: its publish-to-write histogram over the phase's items, which
+    leaves out how long the load generators, on the same cores, took to read them."""
     sent: dict[int, int] = {}
     stop = asyncio.Event()
 
@@ -541,6 +584,7 @@ async def spike_connect(
     idle0, t_idle = meter.cpu(), time.monotonic()
     await asyncio.sleep(2.0)
     idle_rate = (meter.cpu() - idle0) / (time.monotonic() - t_idle)
+    written0 = await written_buckets(ticker_ports) if ticker_ports else None
     cpu0, bcpu0, mem0 = meter.cpu(), meter.balancer_cpu(), balancers.socket_memory()
     (user0, sys0), t_wave = meter.user_system(), time.monotonic()
     publisher = asyncio.create_task(publish())
@@ -556,8 +600,9 @@ async def spike_connect(
         stop.set()
         await publisher
     after_seqs = set(sent) - wave_seqs
-    await asyncio.sleep(2.0)  # the last item reaches everyone
+    await asyncio.sleep(2.0)  # the last item reaches everyone (and every worker's metrics)
     got = await workers.call({"cmd": "collect"}, 60)
+    written1 = await written_buckets(ticker_ports) if ticker_ports else None
     counts = item_counts(got)
     n = sum(x["connected"] for x in replies)
     first = [v for x in replies for v in x.get("first_us", [])]
@@ -598,6 +643,10 @@ async def spike_connect(
                 "live_max_ms": max(wave_lat) / 1000}
     if after_lat:
         out["after_p99_ms"] = report.percentile(after_lat, 99) / 1000
+    if written0 is not None and written1 is not None:
+        # Buckets, so bounds: the server had written to every reader within these.
+        out["written_p50_le_ms"] = written_within(written0, written1, 0.5)
+        out["written_p99_le_ms"] = written_within(written0, written1, 0.99)
     out["per_worker"] = [x["connected"] for x in replies]
     out["replies"] = replies
     return out
@@ -682,18 +731,11 @@ async def sse_phase(
 
 async def connections_per_node(ports: list[int]) -> list[int | None]:
     """``ticker_connections`` of each node (None: it did not answer)."""
-    def scrape(port: int) -> int | None:
-        import urllib.request
+    async def connections(port: int) -> int | None:
+        samples = await metric_lines(port, "ticker_connections")
+        return None if samples is None else int(sum(v for _, v in samples))
 
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as res:
-                text = res.read().decode()
-        except OSError:
-            return None
-        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                       if line.startswith("ticker_connections{")))
-
-    return list(await asyncio.gather(*(asyncio.to_thread(scrape, p) for p in ports)))
+    return list(await asyncio.gather(*(connections(p) for p in ports)))
 
 
 async def node_loss_phase(
@@ -807,7 +849,8 @@ async def bench_server(
             await workers.start(port, clients, sources, "/ws/en", args.concurrency)
             await asyncio.sleep(1)  # workers imported and waiting
             if "spike" in args.phases:
-                spike = await spike_connect(r, workers, meter, args)
+                spike = await spike_connect(r, workers, meter, args,
+                                            ports if name == "ticker" else None)
                 replies = spike.pop("replies")
                 res["spike"] = spike
                 cpu = spike["cpu_s"]
