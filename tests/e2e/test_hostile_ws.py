@@ -132,9 +132,9 @@ async def test_http_requests_per_address_are_rate_limited(redis_url: str, prefix
 async def test_silent_and_half_sent_connections_are_closed(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ticker.transport import websocket as wsserver
+    from ticker.transport import reader
 
-    monkeypatch.setattr(wsserver, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(reader, "HANDSHAKE_TIMEOUT", 0.5)
     loop = asyncio.get_running_loop()
     partial = (b"GET /ws/en HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                b"Connection: Upgrade\r\n")  # never finished

@@ -432,8 +432,8 @@ async def test_a_request_in_pieces_is_served_and_one_never_finished_is_closed(
     assert b"transfer-encoding: chunked" in answer and b"x-request-id: " in answer
     writer.close()
 
-    from ticker.transport import sse
-    monkeypatch.setattr(sse, "HANDSHAKE_TIMEOUT", 0.3)
+    from ticker.transport import reader
+    monkeypatch.setattr(reader, "HANDSHAKE_TIMEOUT", 0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(head[:20])  # and never the rest
     started = time.monotonic()

@@ -214,6 +214,21 @@ async def test_an_oversized_request_in_pieces_is_refused(server: Server) -> None
         sock.close()
 
 
+async def test_an_oversized_request_in_one_piece_is_refused_too(server: Server) -> None:
+    """The cap is on the head, however it arrives: whole in one segment (as on loopback,
+    whose segments hold 64 KiB) it gets the same 431 as in pieces (as from a phone)."""
+    sock = await connected(server.port)
+    loop = asyncio.get_running_loop()
+    try:
+        head = REQUEST.split(b"\r\n\r\n")[0] + b"\r\n"
+        await loop.sock_sendall(sock, head + b"X-Filler: " + b"a" * 8192 + b"\r\n\r\n")
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
+        assert answer.startswith(b"HTTP/1.1 431 ")  # Request Header Fields Too Large
+        assert server.runtime.hub.connections() == 0
+    finally:
+        sock.close()
+
+
 async def test_a_plain_get_of_a_websocket_path_is_answered_by_the_app(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.http) as http:
         response = await http.get("/ws/en")

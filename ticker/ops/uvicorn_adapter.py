@@ -44,7 +44,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # internal 2
 
 from ticker.process import ticks
-from ticker.transport import websocket as wsserver
+from ticker.transport import reader
 from ticker.transport.sse import TickerEventStream
 from ticker.transport.websocket import TickerWebSocket
 
@@ -81,7 +81,7 @@ class UvicornEventStream(UvicornConstructed, TickerEventStream):
 
 
 class SilentPeers:
-    """Connections that have not sent a byte yet, closed after `wsserver.HANDSHAKE_TIMEOUT`.
+    """Connections that have not sent a byte yet, closed after `reader.HANDSHAKE_TIMEOUT`.
 
     One sweep a second (on the aligned tick, ticker.process.ticks) for all of them, armed only while
     there are any, instead of a timer per connection: arming and cancelling a libuv timer
@@ -109,7 +109,7 @@ class SilentPeers:
 
     def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        limit = wsserver.HANDSHAKE_TIMEOUT
+        limit = reader.HANDSHAKE_TIMEOUT
         for peer in [p for p, since in self.since.items() if now - since >= limit]:
             del self.since[peer]
             peer.silent()

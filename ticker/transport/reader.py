@@ -14,7 +14,7 @@ import asyncio
 import socket
 import time
 from collections.abc import MutableSet
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ticker.core.clock import now_ms
 
@@ -22,12 +22,19 @@ if TYPE_CHECKING:
     from ticker.core.hub import ChannelHub
     from ticker.node.runtime import Runtime
 
+MAX_REQUEST: Final = 8192  # bytes of a reader's request head, headers included
+HANDSHAKE_TIMEOUT: Final = 10.0  # seconds a new connection gets to send its whole request
+
+
+class HeadTooLarge(Exception):
+    """A request head longer than MAX_REQUEST (answered 431)."""
+
 
 class ReaderConnection(asyncio.Protocol):
     """What websocket and SSE readers share (module docstring)."""
 
     __slots__ = ("address", "blocked_since", "channel", "closed", "connections", "deadline",
-                 "runtime", "transport", "write")
+                 "partial", "runtime", "transport", "write")
 
     sse = False  # the hub's framing: websocket frames, or SSE events (a subclass says)
     awaiting_pong = False  # only websockets are pinged (theirs is a slot of its own)
@@ -42,6 +49,7 @@ class ReaderConnection(asyncio.Protocol):
         self.closed = False  # left the hub: nothing more goes out but the protocol's end
         # For the rest of a request that came in pieces (and the websocket's closing handshake).
         self.deadline: asyncio.TimerHandle | None = None
+        self.partial = b""  # the start of a request head that came in pieces
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._attach(transport)
@@ -66,6 +74,36 @@ class ReaderConnection(asyncio.Protocol):
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+
+    def _whole_head(self, data: bytes) -> tuple[bytes, bytes] | None:
+        """The request head (through its blank line) and what came after it, once the head is
+        whole; None until then. A head may arrive in pieces, as slowly as it likes for
+        HANDSHAKE_TIMEOUT: then the connection is aborted, so a peer that never finishes
+        cannot hold a socket. The timer is armed only for a head in pieces: one that comes
+        whole (the usual case) costs none (docs/performance.md). Raises HeadTooLarge."""
+        buffer = self.partial + data if self.partial else data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_REQUEST:
+                raise HeadTooLarge
+            self.partial = buffer
+            if self.deadline is None:
+                self.deadline = asyncio.get_running_loop().call_later(
+                    HANDSHAKE_TIMEOUT, self._head_too_slow)
+            return None
+        if end + 4 > MAX_REQUEST:
+            raise HeadTooLarge
+        if self.partial:
+            self.partial = b""
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+        return buffer[:end + 4], buffer[end + 4:]
+
+    def _head_too_slow(self) -> None:
+        self.deadline = None
+        if self.partial and not self.closed:
+            self.abort()
 
     def eof_received(self) -> bool | None:
         self._leave()

@@ -57,8 +57,8 @@ from ticker.node.runtime import Runtime, runtime_of
 from ticker.transport import requestid, resume
 from ticker.transport.cors import origin_refused, reader_headers
 from ticker.transport.http import channel_of, security_headers
-from ticker.transport.reader import ReaderConnection
-from ticker.transport.websocket import HANDSHAKE_TIMEOUT, MAX_REQUEST, parse_request
+from ticker.transport.reader import HeadTooLarge, ReaderConnection
+from ticker.transport.websocket import parse_request
 
 log = logging.getLogger("ticker.transport.sse")
 
@@ -281,19 +281,19 @@ class TickerEventStream(ReaderConnection):
     """One SSE reader's connection; its request arrives as the connection's first bytes
     (module docstring). The hub's `Subscriber` with `sse = True`."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("answered",)
 
     sse = True
 
     def __init__(self, runtime: Runtime | None, connections: MutableSet[Any]) -> None:
         super().__init__(runtime, connections)
-        self.pending: bytes | None = b""  # the request head so far; None once answered
+        self.answered = False
 
     def data_received(self, data: bytes) -> None:
-        if self.pending is None or self.closed:
+        if self.answered or self.closed:
             return  # a GET has no body: anything after the head is not ours to read
         try:
-            self._request(self.pending + data)
+            self._request(data)
         except Exception:  # one connection's bug must not leave it half-open
             log.exception("sse error; closing the connection")
             self.abort()
@@ -326,31 +326,20 @@ class TickerEventStream(ReaderConnection):
 
     # -- the request -----------------------------------------------------------------------
 
-    def _request(self, buffer: bytes) -> None:
+    def _request(self, data: bytes) -> None:
         """Gather the request head (it may arrive in pieces), then answer it."""
-        end = buffer.find(b"\r\n\r\n")
-        if end + 4 > MAX_REQUEST or (end < 0 and len(buffer) > MAX_REQUEST):
+        try:
+            whole = self._whole_head(data)
+        except HeadTooLarge:
             self._refuse(HTTPError(431, "too_large", "request headers too large"))
             return
-        if end < 0:
-            self.pending = buffer
-            if self.deadline is None:  # not for ever; armed only for a head in pieces
-                self.deadline = asyncio.get_running_loop().call_later(
-                    HANDSHAKE_TIMEOUT, self._too_slow)
+        if whole is None:
             return
-        self.pending = None
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
+        self.answered = True
         try:
-            self._answer(buffer[:end + 4])
+            self._answer(whole[0])
         except HTTPError as exc:
             self._refuse(exc)
-
-    def _too_slow(self) -> None:
-        self.deadline = None
-        if self.pending is not None and not self.closed:
-            self.abort()
 
     def _answer(self, head: bytes) -> None:
         """Check the request as the ASGI route does, then subscribe (or refuse: HTTPError)."""

@@ -56,7 +56,7 @@ from websockets.server import ServerProtocol
 
 from ticker.core.errors import HTTPError
 from ticker.transport import resume, upgrade
-from ticker.transport.reader import ReaderConnection
+from ticker.transport.reader import HeadTooLarge, ReaderConnection
 
 if TYPE_CHECKING:
     from ticker.node.runtime import Runtime
@@ -68,11 +68,9 @@ protocol_log = logging.getLogger("ticker.ws.protocol")
 protocol_log.setLevel(logging.WARNING)
 
 MAX_INBOUND: Final = 1024  # bytes per client message: readers send nothing but tiny control
-MAX_REQUEST: Final = 8192  # bytes of an upgrade request, headers included
 INBOUND_WINDOW: Final = 10.0  # seconds
 INBOUND_LIMIT: Final = 50  # client frames per window before the connection is closed (1008)
 CLOSE_GRACE: Final = 5.0  # seconds a closing peer gets to answer our close frame
-HANDSHAKE_TIMEOUT: Final = 10.0  # seconds a new connection gets to send its whole request
 
 
 utf8_decoder = codecs.getincrementaldecoder("utf-8")
@@ -163,7 +161,7 @@ class TickerWebSocket(ReaderConnection):
     """One reader's websocket: the upgrade request arrives as the connection's first bytes."""
 
     __slots__ = ("awaiting_pong", "conn", "cursor", "decoder", "fragmented", "inbound",
-                 "inbound_since", "pending", "unparsed", "upgraded")
+                 "inbound_since", "unparsed", "upgraded")
 
     sse = False  # the hub frames our messages as websocket frames
 
@@ -178,7 +176,6 @@ class TickerWebSocket(ReaderConnection):
         self.cursor: str | None = None
         self.inbound = 0
         self.inbound_since = 0.0
-        self.pending = b""  # the start of an upgrade request that came in pieces
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -222,37 +219,21 @@ class TickerWebSocket(ReaderConnection):
 
     def _request(self, data: bytes) -> None:
         """Gather the upgrade request (it may arrive in pieces), then answer it."""
-        buffer = self.pending + data if self.pending else data
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_REQUEST:
-                self._refuse(Refusal(431, "Request headers too large."))
-            else:
-                self.pending = buffer
-                if self.deadline is None:
-                    # A peer that never finishes its upgrade request must not hold a socket
-                    # forever. Armed only here: a whole request (the usual case) costs no
-                    # timer (docs/performance.md).
-                    self.deadline = asyncio.get_running_loop().call_later(
-                        HANDSHAKE_TIMEOUT, self._handshake_deadline)
-            return
-        self.pending = b""
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
         try:
-            self._upgrade(buffer[:end + 4])
+            whole = self._whole_head(data)
+        except HeadTooLarge:
+            self._refuse(Refusal(431, "Request headers too large."))
+            return
+        if whole is None:
+            return
+        head, rest = whole
+        try:
+            self._upgrade(head)
         except Refusal as refusal:
             self._refuse(refusal)
             return
-        rest = buffer[end + 4:]
         if rest and not self.closed:
             self._frames(rest)  # frames the client sent right behind its request
-
-    def _handshake_deadline(self) -> None:
-        self.deadline = None
-        if not self.upgraded and not self.closed:
-            self.abort()
 
     def _upgrade(self, head: bytes) -> None:
         """Answer the upgrade request in `head`: the quick way when the library has accepted
