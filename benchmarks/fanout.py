@@ -389,32 +389,34 @@ async def blocked_readers(port: int) -> int | None:
 
 async def written_buckets(ports: list[int]) -> dict[float, float] | None:
     """ticker's publish-to-write histogram (``ticker_publish_to_write_seconds``: from an
-    item's stream ID time to its frame written to every reader of a process), summed over
-    nodes, workers and channels: {upper bound in seconds: cumulative count}. None: a node
-    did not answer."""
+    item's stream ID time to the end of its writes to every reader of a process), summed
+    over nodes, workers and channels: {upper bound in seconds: cumulative count}, and the
+    sum of the observations under the key -1. None: a node did not answer."""
     total: dict[float, float] = {}
     for port in ports:
-        samples = await metric_lines(port, "ticker_publish_to_write_seconds_bucket")
-        if samples is None:
+        buckets = await metric_lines(port, "ticker_publish_to_write_seconds_bucket")
+        sums = await metric_lines(port, "ticker_publish_to_write_seconds_sum")
+        if buckets is None or sums is None:
             return None
-        for labels, value in samples:
+        for labels, value in buckets:
             le = labels.split('le="', 1)[1].split('"', 1)[0]
             bound = float("inf") if le == "+Inf" else float(le)
             total[bound] = total.get(bound, 0.0) + value
+        total[-1.0] = total.get(-1.0, 0.0) + sum(v for _, v in sums)
     return total
 
 
-def written_within(before: dict[float, float], after: dict[float, float],
-                   share: float) -> float | None:
-    """The smallest bucket bound (ms) within which ``share`` of the writes between the two
-    scrapes ended (None: no writes)."""
-    counts = sorted((le, after.get(le, 0.0) - before.get(le, 0.0)) for le in after)
+def written_figures(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """What the histogram says of the writes between two scrapes: their mean (ms), and the
+    smallest bucket bound (ms) within which half and 99 % of them ended."""
+    counts = sorted((le, after.get(le, 0.0) - before.get(le, 0.0)) for le in after if le >= 0)
     if not counts or counts[-1][1] <= 0:
-        return None
-    for le, n in counts:
-        if n >= share * counts[-1][1]:
-            return le * 1000
-    return None
+        return {}
+    n = counts[-1][1]
+    out = {"written_mean_ms": (after[-1.0] - before.get(-1.0, 0.0)) / n * 1000}
+    for share, key in ((0.5, "written_p50_le_ms"), (0.99, "written_p99_le_ms")):
+        out[key] = next(le * 1000 for le, k in counts if k >= share * n)
+    return out
 
 
 async def stall_phase(
@@ -644,9 +646,7 @@ async def spike_connect(
     if after_lat:
         out["after_p99_ms"] = report.percentile(after_lat, 99) / 1000
     if written0 is not None and written1 is not None:
-        # Buckets, so bounds: the server had written to every reader within these.
-        out["written_p50_le_ms"] = written_within(written0, written1, 0.5)
-        out["written_p99_le_ms"] = written_within(written0, written1, 0.99)
+        out |= written_figures(written0, written1)
     out["per_worker"] = [x["connected"] for x in replies]
     out["replies"] = replies
     return out
