@@ -73,8 +73,8 @@ except ImportError:  # run as a script: python benchmarks/fanout.py
     import report  # type: ignore[no-redef,import-not-found]
 
 STREAM = "ticker:stream:en"
-SERVERS = ("ticker", "naive", "raw", "node")
-RESUMES = ("ticker", "raw", "node")  # resume by cursor; naive sends a snapshot instead
+SERVERS = ("ticker", "naive", "raw", "raw-items", "node")
+RESUMES = ("ticker", "raw", "raw-items", "node")  # resume by cursor; naive sends a snapshot instead
 FD_RESERVE = 500  # descriptors a server process needs besides its clients' sockets
 BALANCERS = ("none", *balancers.KINDS)
 PHASES = ("single", "burst", "spread", "storm", "stall", "spike", "sse", "nodeloss")
@@ -1063,9 +1063,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--servers",
         default="ticker,ticker:2,naive,raw",
-        help="comma-separated, of ticker, naive, raw, node, each optionally :N processes "
-        "sharing the port (ticker --workers N, raw --procs N, node: N cluster workers; naive "
-        "is one process); default: ticker,ticker:2,naive,raw",
+        help="comma-separated, of ticker, naive, raw, raw-items (the floor with the items on "
+        "air in its snapshot, as ticker's), node, each optionally :N processes sharing the "
+        "port (ticker --workers N, raw --procs N, node: N cluster workers; naive is one "
+        "process); default: ticker,ticker:2,naive,raw",
     )
     p.add_argument(
         "--clients",

@@ -27,6 +27,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NODE_WS = HERE / "baselines" / "node_ws"  # the node baseline: server.js and its npm lock
+# What raw-items's snapshot carries: ticker's TICKER_MAX_ITEMS default (the items on air).
+RAW_SNAPSHOT_ITEMS = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -189,7 +191,7 @@ def server_command(name: str, port: int, redis_url: str, ping: float, nprocs: in
             "--workers",
             str(nprocs),
         ]
-    if nprocs != 1 and name not in ("raw", "node"):
+    if nprocs != 1 and name not in ("raw", "raw-items", "node"):
         raise ValueError(f"{name} runs as one process only")
     baseline = ["--port", str(port), "--redis-url", redis_url]
     if name == "naive":
@@ -200,9 +202,10 @@ def server_command(name: str, port: int, redis_url: str, ping: float, nprocs: in
             "--ping-interval",
             str(ping),
         ]
-    if name == "raw":
+    if name in ("raw", "raw-items"):  # raw-items: a snapshot with the items, as ticker's
+        items = ["--snapshot-items", str(RAW_SNAPSHOT_ITEMS)] if name == "raw-items" else []
         return [sys.executable, str(HERE / "baselines" / "raw_floor.py"), *baseline,
-                "--procs", str(nprocs)]
+                "--procs", str(nprocs), *items]
     if name == "node":  # nprocs > 1: Node's cluster module, a primary and nprocs workers
         pings = ["--ping-interval", str(ping)] if ping else []
         return ["node", str(NODE_WS / "server.js"), *baseline, "--procs", str(nprocs), *pings]

@@ -7,6 +7,11 @@ batch's events) and calls every socket's ``transport.write(frame)`` (kept pre-bo
 measured ~20% cheaper per delivery than ``for t in set_of_transports: t.write(frame)``): one
 frame per client per read batch, no awaiting, no backpressure, no state, no pings.
 ``GET /healthz`` answers 200.
+
+``--snapshot-items N`` (the ``raw-items`` server of benchmarks/fanout.py): the snapshot carries
+the last N published items, as a ticker's carries the items on air, their JSON joined once
+per read batch, so that a new reader costs the floor what the bytes of a real snapshot
+cost and no more. Without it the snapshot's ``items`` is empty.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import base64
 import bisect
+import collections
 import hashlib
 import json
 import logging
@@ -68,10 +74,19 @@ def item_of(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
 class History:
     """Every event's (stream ID, encoded JSON), in order: what resume needs and no more."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_air: int = 0) -> None:
         self.keys: list[tuple[int, int]] = []
         self.fragments: list[bytes] = []
         self.cursor = "0-0"
+        self.kept: collections.deque[bytes] = collections.deque(maxlen=on_air or None)
+        self.keep = on_air  # items the snapshot carries (0: none)
+        self.on_air = b""  # their JSON, newest first, joined
+
+    def published(self, items: list[dict[str, Any]]) -> None:
+        """Items published in one read batch: the snapshot's from now on."""
+        if self.keep:
+            self.kept.extendleft(json.dumps(i, separators=(",", ":")).encode() for i in items)
+            self.on_air = b",".join(self.kept)
 
     def after(self, cursor: str) -> bytes | None:
         """The events frame for a client at ``cursor`` (None when the cursor is unusable)."""
@@ -104,7 +119,10 @@ def snapshot_frame(history: History) -> bytes:
         "channel_info": {"name": "en", "lang": "en", "dir": "ltr", "title": "Breaking"},
         "items": [],
     }
-    return text_frame(json.dumps(msg, separators=(",", ":")).encode())
+    body = json.dumps(msg, separators=(",", ":")).encode()
+    if history.on_air:
+        body = body.replace(b'"items":[]', b'"items":[' + history.on_air + b"]", 1)
+    return text_frame(body)
 
 
 class Conn(asyncio.Protocol):
@@ -207,13 +225,14 @@ async def reader(
                 history.keys.append((int(ms), int(seq)))
                 history.fragments.append(json.dumps(event, separators=(",", ":")).encode())
             history.cursor = last
+            history.published([e["item"] for e in events])
             for write in tuple(conns.values()):
                 write(frame)
 
 
-async def serve(host: str, port: int, redis_url: str) -> None:
+async def serve(host: str, port: int, redis_url: str, on_air: int) -> None:
     conns: dict[asyncio.Transport, Callable[[bytes], None]] = {}
-    history = History()
+    history = History(on_air)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: Conn(conns, history), host, port, backlog=8192, reuse_port=True
@@ -229,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis-url", required=True)
     p.add_argument("--procs", type=int, default=1, help="processes sharing the port")
+    p.add_argument("--snapshot-items", type=int, default=0,
+                   help="published items the snapshot carries (module docstring)")
     args = p.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -244,9 +265,11 @@ def main(argv: list[str] | None = None) -> None:
                 str(args.port),
                 "--redis-url",
                 args.redis_url,
+                "--snapshot-items",
+                str(args.snapshot_items),
             ]
         )
-    uvloop.run(serve(args.host, args.port, args.redis_url))
+    uvloop.run(serve(args.host, args.port, args.redis_url, args.snapshot_items))
 
 
 if __name__ == "__main__":
