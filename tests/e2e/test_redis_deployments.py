@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -21,10 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import redis as sync_redis
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from tests.conftest import TIMEOUT, free_port, make_settings, running_server
+from tests.e2e.deskkit import Desk, add_user
 from tests.e2e.fleet import (
     check_exact,
     publish_burst,
@@ -476,3 +480,42 @@ async def test_a_killed_primary_during_a_burst_loses_no_publish_a_replica_acknow
                   f"outcomes {' '.join(outcomes)}")
         finally:
             await client.aclose()
+
+
+async def test_writes_no_replica_had_in_time_stand_and_are_counted_and_logged(
+    redis_url: str, redis: Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TICKER_REDIS_WAIT_REPLICAS=1 where no replica answers (none configured, or all of
+    them down): each write waits the whole TICKER_REDIS_WAIT_TIMEOUT, is not undone (readers
+    have it) and is answered: the API with `replicas: 0`. Every such write, the API's and
+    the desk's alike, is counted in ticker_unreplicated_writes_total and logged."""
+    timeout_ms = 200
+    settings = make_settings(redis_url, prefix, channels="en", redis_wait_replicas=1,
+                             redis_wait_timeout=timeout_ms)
+    await add_user(redis, prefix, "maria")
+    token = await Tokens(redis, Keys(prefix)).create("wire")
+    async with running_server(settings) as server, \
+            httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
+        started = time.monotonic()
+        r = await http.post("/api/channels/en/items", json={"text": "from the wire"},
+                            headers={"Authorization": f"Bearer {token}"})
+        waited = time.monotonic() - started
+        assert r.status_code == 201 and r.json()["replicas"] == 0, r.text
+        assert waited >= timeout_ms / 1000  # WAIT gave the replicas its whole timeout
+        desk = await Desk.sign_in(server, "maria")
+        try:
+            (desk_item,) = await desk.publish("from the desk")
+            (killed,) = await desk.publish("killed at the desk")
+            assert (await desk.op(killed, "kill", reason="test")).status_code == 201
+        finally:
+            await desk.close()
+        families = {s.name: s.value for f in text_string_to_metric_families(
+            (await http.get("/metrics")).text) for s in f.samples}
+        assert families["ticker_unreplicated_writes_total"] == 4  # 1 API, 3 desk
+        warned = [rec.getMessage() for rec in caplog.records
+                  if rec.name == "ticker.redis.store" and rec.levelname == "WARNING"]
+        assert len(warned) == 4 and all("0 of 1 replicas" in m for m in warned), warned
+        async with websockets.connect(server.ws("en")) as ws:  # the writes stand
+            snapshot = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert [i["text"] for i in snapshot["items"]] == ["from the desk", "from the wire"]
+        assert desk_item in {i["id"] for i in snapshot["items"]}

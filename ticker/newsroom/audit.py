@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from ticker.core.items import parse_stream_id
 from ticker.redis.keys import Keys
+from ticker.redis.store import Replication
 
 AUDIT_MAXLEN: Final = 1_000_000  # per stream; ~300 bytes each: years of desk work
 FIELDS: Final = ("user", "action", "channel", "item", "before", "after", "reason", "detail",
@@ -106,13 +107,12 @@ def parse_cursor(value: str) -> tuple[tuple[int, int], int] | None:
 class Journal:
     """Writes a channel's stream entry and its audit entry together (see the module doc)."""
 
-    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int, wait_replicas: int = 0,
-                 wait_timeout: int = 500) -> None:
+    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int,
+                 replication: Replication | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.stream_maxlen = stream_maxlen
-        self.wait_replicas = wait_replicas  # TICKER_REDIS_WAIT_REPLICAS (ticker.redis.store)
-        self.wait_timeout = wait_timeout
+        self.replication = replication or Replication()
         self._append = redis.register_script(APPEND)
 
     async def append(self, channel: str, fields: dict[str, str], audit: dict[str, str | None],
@@ -125,12 +125,12 @@ class Journal:
         keys = [self.keys.stream(channel), self.keys.channel_audit(channel)]
         args = [self.stream_maxlen, AUDIT_MAXLEN, "1" if item_is_entry else "0",
                 len(flat_fields) // 2, *flat_fields, *flat_audit]
-        if self.wait_replicas:
-            # WAIT counts its own connection's writes: the script and it in one pipeline.
+        if self.replication.replicas:
             pipe = self.redis.pipeline(transaction=False)
             await self._append(keys=keys, args=args, client=pipe)
-            pipe.wait(self.wait_replicas, self.wait_timeout)
-            result, _ = await pipe.execute()
+            self.replication.wait(pipe)
+            result, answer = await pipe.execute()
+            self.replication.counted(answer, f"a desk write to {channel}")
         else:
             result = await self._append(keys=keys, args=args)
         return result.decode() if isinstance(result, bytes) else str(result)

@@ -16,6 +16,7 @@ from ticker.newsroom.subscriptions import Subscriptions
 from ticker.newsroom.translations import Dismissals
 from ticker.process.settings import Settings
 from ticker.redis.keys import Keys
+from ticker.redis.store import Replication
 from ticker.redis.webhooks import Webhooks
 
 
@@ -23,12 +24,12 @@ class Newsroom:
     """Auth, Journal (stream + audit writes), Audit (reading it), Jobs (held-back items),
     Dismissals (the translation queue's), Subscriptions (webhooks)."""
 
-    def __init__(self, settings: Settings, redis: Redis, keys: Keys, hub: Hub) -> None:
+    def __init__(self, settings: Settings, redis: Redis, keys: Keys, hub: Hub,
+                 replication: Replication) -> None:
         self.hub = hub
         self.audit = Audit(redis, keys, settings.channel_names)
         self.auth = Auth(settings, redis, keys, self.audit)
-        self.journal = Journal(redis, keys, settings.stream_maxlen,
-                               settings.redis_wait_replicas, settings.redis_wait_timeout)
+        self.journal = Journal(redis, keys, settings.stream_maxlen, replication)
         self.jobs = Jobs(redis, keys, self.journal, self.published)
         self.dismissals = Dismissals(redis, keys)
         self.subscriptions = Subscriptions(Webhooks(redis, keys, settings.webhook_key),

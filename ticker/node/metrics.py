@@ -27,6 +27,7 @@ What is exported (every series has a `worker` label, "0" for a single process):
 | `ticker_reader_seconds_since_read` | gauge | since Redis last answered the reader |
 | `ticker_redis_errors_total{component}` | counter | reader, reach, deadletter, api |
 | `ticker_dead_letters_total` | counter | dead letters this process recorded |
+| `ticker_unreplicated_writes_total` | counter | writes answered before enough replicas had them |
 | `ticker_dead_letters_pending` | gauge | dead letters waiting for Redis |
 | `ticker_reach_unflushed_items` | gauge | reach counts waiting for Redis |
 | `ticker_metrics_age_seconds` | gauge | under `--workers N`: age of each worker's series |
@@ -234,6 +235,9 @@ def ticker_families(runtime: Runtime, now: float) -> list[Metric]:
         errors,
         CounterMetricFamily("ticker_dead_letters_total", "Dead letters this process recorded.",
                             runtime.dead_letters_written),
+        CounterMetricFamily("ticker_unreplicated_writes_total",
+                            "Writes answered before TICKER_REDIS_WAIT_REPLICAS replicas had "
+                            "them (API and desk).", runtime.replication.unreplicated),
         GaugeMetricFamily("ticker_dead_letters_pending", "Dead letters waiting for Redis.",
                           len(runtime.pending_dead)),
         *webhook_families,

@@ -36,7 +36,7 @@ from ticker.redis.deadletters import DeadLetters
 from ticker.redis.keys import Keys
 from ticker.redis.reach import Reach
 from ticker.redis.reader import Reader
-from ticker.redis.store import Store
+from ticker.redis.store import Replication, Store
 from ticker.redis.tokens import Tokens
 
 log = logging.getLogger("ticker.node.runtime")
@@ -52,8 +52,9 @@ class Runtime:
         self.redis = redis
         self.keys = Keys.for_settings(settings)
         self.worker = worker or Worker()
-        self.store = Store(redis, self.keys, settings.stream_maxlen,
-                           settings.redis_wait_replicas, settings.redis_wait_timeout)
+        # Shared by the API's writes and the desk's: one count of those no replica had in time.
+        self.replication = Replication(settings.redis_wait_replicas, settings.redis_wait_timeout)
+        self.store = Store(redis, self.keys, settings.stream_maxlen, self.replication)
         self.tokens = Tokens(redis, self.keys)
         self.deadletters = DeadLetters(redis, self.keys)
         self.hub = Hub(
@@ -74,7 +75,7 @@ class Runtime:
             on_rejected=self._dead_letters, on_applied=self._applied,
         )
         # The editors' desk: sign-in, audit, scheduled and pending items (ticker.desk.pages).
-        self.newsroom = Newsroom(settings, redis, self.keys, self.hub)
+        self.newsroom = Newsroom(settings, redis, self.keys, self.hub, self.replication)
         self.reach = Reach(redis, self.hub, self.keys)
         self.redis_errors: Counter[str] = Counter()  # component -> failed Redis commands
         self.dead_letters_written = 0
