@@ -287,6 +287,14 @@ async def burst_phase(
     }
 
 
+async def idle_rate(meter: Meter, seconds: float) -> float:
+    """The server's CPU seconds per second while nothing happens (its timers), over
+    ``seconds``: what a phase subtracts so as to charge its work alone."""
+    cpu0, t0 = meter.cpu(), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (meter.cpu() - cpu0) / (time.monotonic() - t0)
+
+
 async def storm_phase(
     r: aioredis.Redis,
     workers: procs.Workers,
@@ -299,11 +307,26 @@ async def storm_phase(
 
     With ``--storm-fraction`` below 1, only that share drops (evenly spread) and the rest
     stay, as on a node that takes over a lost node's readers: the items go out to those who
-    stayed while the others reconnect at once, and the CPU and the time run from the drop."""
+    stayed while the others reconnect at once, and the CPU and the time run from the drop.
+    What the drops themselves cost the server (their connections ending) is measured apart
+    first, by the same share dropping and coming back before the storm (``teardown_cpu_s``):
+    after a node loss the nodes left never see those connections end (the capacity model
+    charges the reconnections without it, docs/capacity.md)."""
     partial = args.storm_fraction < 1
     await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
-    cpu_drop, t_drop = meter.cpu(), time.time_ns()
     counts = [round(n * args.storm_fraction) for n in per_worker] if partial else None
+    teardown: float | None = None
+    if counts is not None:
+        idle = await idle_rate(meter, 1.0)
+        cpu_a, t_a = meter.cpu(), time.monotonic()
+        await workers.call_each([{"cmd": "disconnect", "count": k} for k in counts], 60)
+        await asyncio.sleep(1.0)  # the server has seen them go
+        teardown = meter.cpu() - cpu_a - idle * (time.monotonic() - t_a)
+        await workers.call({"cmd": "reconnect", "concurrency": args.storm_concurrency},
+                           args.connect_timeout)
+        await asyncio.sleep(1.0)
+        await workers.call({"cmd": "collect"}, 60)
+    cpu_drop, t_drop = meter.cpu(), time.time_ns()
     dropped = await workers.call_each(
         [{"cmd": "disconnect", "count": k} for k in counts] if counts is not None
         else [{"cmd": "disconnect"}] * len(per_worker), 60)
@@ -348,6 +371,7 @@ async def storm_phase(
         "missing": sum(per_worker) * args.storm_items - out["deliveries"],
         "cpu_s": cpu,
         "cpu_per_reconnect_us": cpu / n * 1e6 if n else None,
+        "teardown_cpu_s": teardown,
         "snapshots": first.get("snapshot", 0),
     }
     if out["last_ns"] and out["deliveries"] == sum(per_worker) * args.storm_items:
@@ -583,9 +607,7 @@ async def spike_connect(
 
     await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
     # What the server spends doing nothing (its timers), charged to no connect below.
-    idle0, t_idle = meter.cpu(), time.monotonic()
-    await asyncio.sleep(2.0)
-    idle_rate = (meter.cpu() - idle0) / (time.monotonic() - t_idle)
+    idle = await idle_rate(meter, 2.0)
     written0 = await written_buckets(ticker_ports) if ticker_ports else None
     cpu0, bcpu0, mem0 = meter.cpu(), meter.balancer_cpu(), balancers.socket_memory()
     (user0, sys0), t_wave = meter.user_system(), time.monotonic()
@@ -595,7 +617,7 @@ async def spike_connect(
                                      args.connect_timeout)
         cpu, bcpu = meter.cpu() - cpu0, meter.balancer_cpu() - bcpu0
         user1, sys1 = meter.user_system()
-        idle = idle_rate * (time.monotonic() - t_wave)
+        idle *= time.monotonic() - t_wave
         wave_seqs = set(sent)
         await asyncio.sleep(args.spike_after * args.spike_interval)
     finally:
