@@ -317,11 +317,11 @@ async def storm_phase(
     counts = [round(n * args.storm_fraction) for n in per_worker] if partial else None
     teardown: float | None = None
     if counts is not None:
-        idle = await idle_rate(meter, 1.0)
+        idle_per_s = await idle_rate(meter, 1.0)
         cpu_a, t_a = meter.cpu(), time.monotonic()
         await workers.call_each([{"cmd": "disconnect", "count": k} for k in counts], 60)
         await asyncio.sleep(1.0)  # the server has seen them go
-        teardown = meter.cpu() - cpu_a - idle * (time.monotonic() - t_a)
+        teardown = meter.cpu() - cpu_a - idle_per_s * (time.monotonic() - t_a)
         await workers.call({"cmd": "reconnect", "concurrency": args.storm_concurrency},
                            args.connect_timeout)
         await asyncio.sleep(1.0)
@@ -607,7 +607,7 @@ async def spike_connect(
 
     await workers.call({"cmd": "collect"}, 60)  # forget earlier deliveries
     # What the server spends doing nothing (its timers), charged to no connect below.
-    idle = await idle_rate(meter, 2.0)
+    idle_per_s = await idle_rate(meter, 2.0)
     written0 = await written_buckets(ticker_ports) if ticker_ports else None
     cpu0, bcpu0, mem0 = meter.cpu(), meter.balancer_cpu(), balancers.socket_memory()
     (user0, sys0), t_wave = meter.user_system(), time.monotonic()
@@ -617,7 +617,7 @@ async def spike_connect(
                                      args.connect_timeout)
         cpu, bcpu = meter.cpu() - cpu0, meter.balancer_cpu() - bcpu0
         user1, sys1 = meter.user_system()
-        idle *= time.monotonic() - t_wave
+        idle = idle_per_s * (time.monotonic() - t_wave)
         wave_seqs = set(sent)
         await asyncio.sleep(args.spike_after * args.spike_interval)
     finally:
