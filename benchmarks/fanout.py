@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
 try:
@@ -384,10 +385,10 @@ async def storm_phase(
 STALL_LINK = "https://example.com/" + "x" * 1000
 
 
-async def metric_lines(port: int, name: str) -> list[tuple[str, float]] | None:
-    """The samples of ticker's /metrics whose name is ``name``, as (labels, value) pairs
-    (None: the server did not answer)."""
-    def scrape() -> list[tuple[str, float]] | None:
+async def metric_lines(port: int, name: str) -> list[tuple[dict[str, str], float]] | None:
+    """The samples named ``name`` of ticker's /metrics, read by Prometheus's own parser, as
+    (labels, value) pairs (None: the server did not answer)."""
+    def scrape() -> list[tuple[dict[str, str], float]] | None:
         import urllib.request
 
         try:
@@ -395,12 +396,9 @@ async def metric_lines(port: int, name: str) -> list[tuple[str, float]] | None:
                 text = res.read().decode()
         except OSError:
             return None
-        out = []
-        for line in text.splitlines():
-            if line.startswith(name + "{"):
-                labels, value = line[len(name):].rsplit(" ", 1)
-                out.append((labels, float(value)))
-        return out
+        return [(sample.labels, sample.value)
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name == name]
 
     return await asyncio.to_thread(scrape)
 
@@ -411,33 +409,34 @@ async def blocked_readers(port: int) -> int | None:
     return int(sum(v for _, v in samples)) if samples else None
 
 
-async def written_buckets(ports: list[int]) -> dict[float, float] | None:
+async def written_buckets(ports: list[int]) -> tuple[dict[float, float], float] | None:
     """ticker's publish-to-write histogram (``ticker_publish_to_write_seconds``: from an
     item's stream ID time to the end of its writes to every reader of a process), summed
-    over nodes, workers and channels: {upper bound in seconds: cumulative count}, and the
-    sum of the observations under the key -1. None: a node did not answer."""
-    total: dict[float, float] = {}
+    over nodes, workers and channels: ({upper bound in seconds: cumulative count}, the sum
+    of the observations in seconds). None: a node did not answer."""
+    buckets: dict[float, float] = {}
+    total = 0.0
     for port in ports:
-        buckets = await metric_lines(port, "ticker_publish_to_write_seconds_bucket")
+        counts = await metric_lines(port, "ticker_publish_to_write_seconds_bucket")
         sums = await metric_lines(port, "ticker_publish_to_write_seconds_sum")
-        if buckets is None or sums is None:
+        if counts is None or sums is None:
             return None
-        for labels, value in buckets:
-            le = labels.split('le="', 1)[1].split('"', 1)[0]
-            bound = float("inf") if le == "+Inf" else float(le)
-            total[bound] = total.get(bound, 0.0) + value
-        total[-1.0] = total.get(-1.0, 0.0) + sum(v for _, v in sums)
-    return total
+        for labels, value in counts:
+            le = float(labels["le"])  # "+Inf" reads as inf
+            buckets[le] = buckets.get(le, 0.0) + value
+        total += sum(v for _, v in sums)
+    return buckets, total
 
 
-def written_figures(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+def written_figures(before: tuple[dict[float, float], float],
+                    after: tuple[dict[float, float], float]) -> dict[str, Any]:
     """What the histogram says of the writes between two scrapes: their mean (ms), and the
     smallest bucket bound (ms) within which half and 99 % of them ended."""
-    counts = sorted((le, after.get(le, 0.0) - before.get(le, 0.0)) for le in after if le >= 0)
+    counts = sorted((le, n - before[0].get(le, 0.0)) for le, n in after[0].items())
     if not counts or counts[-1][1] <= 0:
         return {}
     n = counts[-1][1]
-    out = {"written_mean_ms": (after[-1.0] - before.get(-1.0, 0.0)) / n * 1000}
+    out = {"written_mean_ms": (after[1] - before[1]) / n * 1000}
     for share, key in ((0.5, "written_p50_le_ms"), (0.99, "written_p99_le_ms")):
         out[key] = next(le * 1000 for le, k in counts if k >= share * n)
     return out

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from ticker.redis.connection import connect  # noqa: E402
 from ticker.redis.embedded import find_redis_server  # noqa: E402
 from ticker.redis.keys import Keys  # noqa: E402
-from ticker.redis.store import Store  # noqa: E402
+from ticker.redis.store import Replication, Store  # noqa: E402
 
 
 def free_port() -> int:
@@ -64,7 +64,8 @@ async def main(count: int) -> None:
             await asyncio.sleep(1.0)
             redis = connect(f"redis://127.0.0.1:{primary}/0")
             keys = Keys("bench")
-            plain, waiting = Store(redis, keys), Store(redis, keys, wait_replicas=1)
+            plain = Store(redis, keys, replication=Replication())
+            waiting = Store(redis, keys, replication=Replication(replicas=1))
             await timed(plain, 200)  # warm up both paths
             await timed(waiting, 200)
             a, b = await timed(plain, count), await timed(waiting, count)
@@ -73,7 +74,7 @@ async def main(count: int) -> None:
                 print(f"{name:>14}: median {statistics.median(xs):7.1f} us, "
                       f"p99 {xs[int(len(xs) * 0.99)]:7.1f} us")
             print(f"{'ratio':>14}: median {statistics.median(b) / statistics.median(a):.2f}x")
-            print(f"unreplicated: {waiting.unreplicated} of {count + 200}")
+            print(f"unreplicated: {waiting.replication.unreplicated} of {count + 200}")
             await redis.aclose()
         finally:
             for p in procs:

@@ -107,12 +107,12 @@ def parse_cursor(value: str) -> tuple[tuple[int, int], int] | None:
 class Journal:
     """Writes a channel's stream entry and its audit entry together (see the module doc)."""
 
-    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int,
-                 replication: Replication | None = None) -> None:
+    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int, *,
+                 replication: Replication) -> None:
         self.redis = redis
         self.keys = keys
         self.stream_maxlen = stream_maxlen
-        self.replication = replication or Replication()
+        self.replication = replication
         self._append = redis.register_script(APPEND)
 
     async def append(self, channel: str, fields: dict[str, str], audit: dict[str, str | None],

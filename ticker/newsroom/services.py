@@ -29,7 +29,7 @@ class Newsroom:
         self.hub = hub
         self.audit = Audit(redis, keys, settings.channel_names)
         self.auth = Auth(settings, redis, keys, self.audit)
-        self.journal = Journal(redis, keys, settings.stream_maxlen, replication)
+        self.journal = Journal(redis, keys, settings.stream_maxlen, replication=replication)
         self.jobs = Jobs(redis, keys, self.journal, self.published)
         self.dismissals = Dismissals(redis, keys)
         self.subscriptions = Subscriptions(Webhooks(redis, keys, settings.webhook_key),

@@ -54,7 +54,8 @@ class Runtime:
         self.worker = worker or Worker()
         # Shared by the API's writes and the desk's: one count of those no replica had in time.
         self.replication = Replication(settings.redis_wait_replicas, settings.redis_wait_timeout)
-        self.store = Store(redis, self.keys, settings.stream_maxlen, self.replication)
+        self.store = Store(redis, self.keys, settings.stream_maxlen,
+                           replication=self.replication)
         self.tokens = Tokens(redis, self.keys)
         self.deadletters = DeadLetters(redis, self.keys)
         self.hub = Hub(

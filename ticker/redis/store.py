@@ -51,12 +51,12 @@ class Replication:
 class Store:
     """Redis operations of the HTTP API and the CLI. The client is passed in."""
 
-    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int = 10000,
-                 replication: Replication | None = None) -> None:
+    def __init__(self, redis: Redis, keys: Keys, stream_maxlen: int = 10000, *,
+                 replication: Replication) -> None:
         self.redis = redis
         self.keys = keys
         self.stream_maxlen = stream_maxlen
-        self.replication = replication or Replication()
+        self.replication = replication
 
     async def append(self, channel: str, fields: Mapping[str, str]) -> tuple[str, int | None]:
         """XADD one validated entry, then (when configured) WAIT for replicas: (its stream ID,
