@@ -85,10 +85,15 @@ from urllib.parse import quote
 
 import uvloop
 
-KEY = base64.b64encode(b"fanout-benchmark").decode()
-ACCEPT = base64.b64encode(
-    hashlib.sha1((KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-).decode()
+KEY = base64.b64encode(b"fanout-benchmark").decode()  # in the request; each client's replaces it
+
+
+def key_of(i: int) -> tuple[bytes, bytes]:
+    """Client ``i``'s ``Sec-WebSocket-Key`` and the ``Sec-WebSocket-Accept`` it expects: every
+    client sends its own key, as browsers do, so no server can answer from a key seen before."""
+    key = base64.b64encode(i.to_bytes(16, "big"))
+    digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return key, base64.b64encode(digest)
 CACHE_MAX = 512
 PACED_CAP = 4096  # handshakes in flight during a paced connect, at most
 HEAD_MAX = 16384  # bytes of an HTTP response head, at most
@@ -295,6 +300,7 @@ class Client(Reader):
         self.upgraded = False
         self.frag_op = 0
         self.frag: list[bytes] = []
+        self.accept = b""  # the accept key its request's key calls for (`key_of`)
 
     def data_received(self, data: bytes) -> None:
         now = time.time_ns()
@@ -305,7 +311,7 @@ class Client(Reader):
                 self.buf = buf
                 return
             head = buf[:end]
-            if b" 101 " not in head.split(b"\r\n", 1)[0] or ACCEPT.encode() not in head:
+            if b" 101 " not in head.split(b"\r\n", 1)[0] or self.accept not in head:
                 self.fail(f"bad upgrade: {head[:60]!r}")
                 return
             self.upgraded = True
@@ -529,6 +535,10 @@ class Worker:
             request = self.requests.get(cursor) or self.requests.setdefault(
                 cursor, self.http_request(cursor)
             )
+        accept = b""
+        if not self.sse:
+            key, accept = key_of(i)
+            request = request.replace(KEY.encode(), key, 1)
         async with sem:
             if due is not None:
                 self.late = max(self.late, time.monotonic() - due)
@@ -536,6 +546,8 @@ class Worker:
             for _attempt in range(3):
                 ready: asyncio.Future[None] = loop.create_future()
                 client = self.kind(self.stats, request, ready, cursor)
+                if isinstance(client, Client):
+                    client.accept = accept
                 try:
                     async with asyncio.timeout(self.args.connect_timeout):
                         await loop.create_connection(

@@ -112,11 +112,14 @@ def library(head: bytes) -> bytes | str:
 
 @pytest.fixture(autouse=True)
 def fresh_shapes() -> Iterator[None]:
-    saved = dict(upgrade.accepted)
+    saved, saved_heads = dict(upgrade.accepted), dict(upgrade.heads)
     upgrade.accepted.clear()
+    upgrade.heads.clear()
     yield
     upgrade.accepted.clear()
     upgrade.accepted.update(saved)
+    upgrade.heads.clear()
+    upgrade.heads.update(saved_heads)
 
 
 def test_what_the_quick_way_reads_httptools_reads_alike() -> None:
@@ -232,3 +235,83 @@ def test_the_shapes_kept_are_bounded() -> None:
 
 def test_the_accept_key_is_rfc_6455s() -> None:
     assert upgrade.accept_key(KEY.encode()) == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+
+
+def quick(head: bytes) -> bytes | None:
+    """The websocket's quick way (`TickerWebSocket._upgrade`): from a remembered head, else
+    read and judged by shape, then remembered."""
+    known = upgrade.known_head(head)
+    if known is not None:
+        return known[1]
+    read = upgrade.read_plain(head)
+    accept = None if read is None else upgrade.known_accept(read)
+    if read is not None and accept is not None:
+        upgrade.remember_head(head, read)
+    return accept
+
+
+def test_a_head_remembered_but_for_its_key_is_answered_as_the_library_answers() -> None:
+    for text in READERS:
+        upgrade.remember(parse_request(text.encode()))
+        assert quick(text.encode()) is not None
+    assert len(upgrade.heads) == len(READERS)
+    for text in READERS:
+        accepted = refused = 0
+        for key in keys():
+            head = text.replace(KEY, key).encode("latin-1")
+            verdict = library(head)
+            known = upgrade.known_head(head)
+            if isinstance(verdict, bytes):
+                accepted += 1
+                # A key with spaces in it is read again (it is not plain).
+                assert known is not None or " " in key or "\t" in key, key
+            else:
+                refused += 1
+                assert known is None, (key, verdict)
+            if known is not None:
+                read, accept = known
+                assert accept == verdict, key
+                request = parse_request(head)
+                assert read.target == request.path
+                for name in ("Host", "Origin", "X-Forwarded-For"):
+                    assert read.get_all(name) == request.headers.get_all(name)
+        assert accepted > 500 and refused > 500
+
+
+def test_a_head_that_differs_in_more_than_its_key_is_read_again() -> None:
+    for text in READERS:
+        upgrade.remember(parse_request(text.encode()))
+        quick(text.encode())
+    other = "AAAAAAAAAAAAAAAAAAAAAA=="
+    changed = [text for text in variants() if text not in READERS]
+    for text in changed:
+        assert upgrade.known_head(text.encode("latin-1")) is None, text
+        # The same change with another key: not from memory either.
+        assert upgrade.known_head(text.replace(KEY, other).encode("latin-1")) is None, text
+    # Each answered the quick way (and so remembered) as the library answers it; a head seen
+    # again (the corpus repeats some) then from memory, alike.
+    answered = 0
+    for text in changed:
+        again = text.replace(KEY, other).encode("latin-1")
+        accept = quick(again)
+        if accept is not None:
+            answered += 1
+            assert accept == library(again), text
+    assert answered > 100
+    # The key spelled otherwise than browsers spell it: never from memory.
+    for spelling in ("sec-websocket-key: ", "Sec-WebSocket-Key:", "Sec-WebSocket-Key:  "):
+        head = LOADGEN.replace("Sec-WebSocket-Key: ", spelling).encode()
+        assert upgrade.known_head(head) is None, spelling
+
+
+def test_the_heads_kept_are_bounded_and_the_oldest_goes_first() -> None:
+    upgrade.remember(parse_request(LOADGEN.encode()))
+    targets = [f"/ws/en?cursor={n}-0" for n in range(upgrade.MAX_HEADS + 10)]
+    for target in targets:
+        head = LOADGEN.replace("/ws/en", target).encode()
+        assert quick(head) is not None
+    assert len(upgrade.heads) == upgrade.MAX_HEADS
+    newest = LOADGEN.replace("/ws/en", targets[-1]).replace(KEY, "A" * 22 + "==").encode()
+    oldest = LOADGEN.replace("/ws/en", targets[0]).replace(KEY, "A" * 22 + "==").encode()
+    assert upgrade.known_head(newest) is not None
+    assert upgrade.known_head(oldest) is None

@@ -137,14 +137,19 @@ async def test_a_kind_of_request_the_library_accepted_gets_the_same_answers_afte
     odd = REQUEST.replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c")
     not_plain = REQUEST.replace(b"Upgrade: websocket", b"Upgrade: websocket ")
     upgrade.accepted.clear()
+    upgrade.heads.clear()
     before = [await answer(server.port, r) for r in (bad_key, odd)]
-    assert not upgrade.accepted
+    assert not upgrade.accepted and not upgrade.heads
     first = await answer(server.port, REQUEST)  # the library accepts: the kind is kept
-    assert len(upgrade.accepted) == 1
+    assert len(upgrade.accepted) == 1 and not upgrade.heads
     assert first.startswith(b"HTTP/1.1 101 ") and ACCEPT in first
     key = base64.b64encode(b"sixteen bytes ok").decode().encode()
     again = await answer(server.port, REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", key))
     assert ACCEPT.split(b": ")[0] + b": " + upgrade.accept_key(key) in again
+    assert len(upgrade.heads) == 1  # answered by its kind: the head is kept but for its key
+    key = base64.b64encode(b"another 16 bytes").decode().encode()
+    third = await answer(server.port, REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", key))
+    assert ACCEPT.split(b": ")[0] + b": " + upgrade.accept_key(key) in third
     after = [await answer(server.port, r) for r in (bad_key, odd)]
     assert [a.split(b"\r\n")[0] for a in after] == [b"HTTP/1.1 400 Bad Request",
                                                    b"HTTP/1.1 426 Upgrade Required"]

@@ -23,6 +23,14 @@ ASCII, spaces and tabs, with no space or tab at the value's end, and it has no b
 and reads it as `read_plain` does (the same header values, in the same order); what is not
 plain (obsolete line folding, bytes above 127, bare CR or LF, a space before the colon, ...)
 is left to httptools' judgement.
+
+A plain head answered that way is remembered without its key's value (`remember_head`): a
+later head that is the same byte for byte but for a key that passes the check (a browser
+reconnecting, the next reader of the same page) is answered from it (`known_head`) without
+being read again. Everything else about such a head is the same as the one remembered:
+its request line, every header, and so the library's verdict and what the server checks
+(the target, `Host`, `Origin`, `X-Forwarded-For`); a key that passes is 24 base64 characters,
+which keep a plain head plain.
 """
 
 from __future__ import annotations
@@ -46,10 +54,15 @@ PLAIN: Final = re.compile(
 JUDGED: Final = ("connection", "upgrade", "sec-websocket-version", "origin",
                  "sec-websocket-protocol", "sec-websocket-extensions")
 MAX_SHAPES: Final = 256  # kinds of request remembered; more are judged by the library each time
+KEY_LINE: Final = b"\r\nSec-WebSocket-Key: "  # as browsers and the usual clients spell it
+MAX_HEADS: Final = 256  # heads remembered but for their key; the oldest makes way for a new one
 
 NONE: Final[list[str]] = []
 Shape = tuple[tuple[str, ...], ...]
 accepted: dict[Shape, None] = {}  # the shapes the library accepted on this process
+# Heads answered the quick way, their key's value cut out: what was read of them. The key
+# read with them is the first reader's, not needed again (the server never reads it).
+heads: dict[bytes, PlainHead] = {}
 
 
 class PlainHead:
@@ -116,9 +129,41 @@ def known_accept(head: PlainHead) -> bytes | None:
     keys = fields.get("sec-websocket-key")
     if keys is None or len(keys) != 1:
         return None
-    key = keys[0].encode()
+    return checked_accept(keys[0].encode())
+
+
+def known_head(head: bytes) -> tuple[PlainHead, bytes] | None:
+    """What was read of a head remembered by `remember_head` that `head` equals but for its
+    key, and `head`'s accept key, if its key passes the library's check; None: read `head`."""
+    start = head.find(KEY_LINE)
+    if start < 0:
+        return None
+    start += len(KEY_LINE)
+    end = head.find(b"\r\n", start)
+    read = heads.get(head[:start] + head[end:])
+    if read is None:
+        return None
+    accept = checked_accept(head[start:end])
+    return None if accept is None else (read, accept)
+
+
+def remember_head(head: bytes, read: PlainHead) -> None:
+    """`head` was read as `read` and answered the quick way (`known_accept`): heads that equal
+    it but for the key are answered from now on without being read (module docstring)."""
+    start = head.find(KEY_LINE)
+    if start < 0:
+        return
+    start += len(KEY_LINE)
+    if len(heads) >= MAX_HEADS:
+        del heads[next(iter(heads))]
+    heads[head[:start] + head[head.find(b"\r\n", start):]] = read
+
+
+def checked_accept(key: bytes) -> bytes | None:
+    """The accept key for `key` if it passes the library's check: what the library's check
+    calls, base64.b64decode(key, validate=True), is this strict decode, of 16 bytes. None:
+    it does not."""
     try:
-        # What the library's check calls: base64.b64decode(key, validate=True) is this.
         if len(binascii.a2b_base64(key, strict_mode=True)) != 16:
             return None
     except binascii.Error:

@@ -238,10 +238,15 @@ class TickerWebSocket(ReaderConnection):
     def _upgrade(self, head: bytes) -> None:
         """Answer the upgrade request in `head`: the quick way when the library has accepted
         its kind before (ticker.transport.upgrade), else the library's way."""
-        plain = upgrade.read_plain(head)
-        accept = None if plain is None else upgrade.known_accept(plain)
-        if plain is not None and accept is not None:
-            self._admit(self._serving(), plain.target, plain.get_all, accept)
+        known = upgrade.known_head(head)
+        if known is not None:
+            self._admit(self._serving(), known[0].target, known[0].get_all, known[1])
+            return
+        read = upgrade.read_plain(head)
+        accept = None if read is None else upgrade.known_accept(read)
+        if read is not None and accept is not None:
+            upgrade.remember_head(head, read)
+            self._admit(self._serving(), read.target, read.get_all, accept)
             return
         try:
             request = parse_request(head)
