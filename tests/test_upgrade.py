@@ -42,6 +42,14 @@ FIREFOX = ("GET /ws/es HTTP/1.1\r\nHost: news.example\r\nUser-Agent: Mozilla/5.0
            "Sec-Fetch-Dest: empty\r\nSec-Fetch-Mode: websocket\r\nSec-Fetch-Site: same-origin\r\n"
            "Pragma: no-cache\r\nCache-Control: no-cache\r\nUpgrade: websocket\r\n\r\n")
 READERS = [LOADGEN, CHROME, FIREFOX]
+# What deploy/nginx.conf passes on: its own headers first (a request ID for every request),
+# then the client's.
+NGINX = ("GET /ws/en HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+         "Host: news.example\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+         "X-Request-ID: 5d41402abc4b2a76b9719d911017c592\r\n"
+         "Origin: https://news.example\r\nSec-WebSocket-Version: 13\r\n"
+         f"Sec-WebSocket-Key: {KEY}\r\n\r\n")
+REQUEST_ID = "5d41402abc4b2a76b9719d911017c592"
 
 # Each a change to one line of a request: (what it replaces, what with).
 HEADER_CHANGES = [
@@ -315,3 +323,43 @@ def test_the_heads_kept_are_bounded_and_the_oldest_goes_first() -> None:
     oldest = LOADGEN.replace("/ws/en", targets[0]).replace(KEY, "A" * 22 + "==").encode()
     assert upgrade.known_head(newest) is not None
     assert upgrade.known_head(oldest) is None
+
+
+def request_ids() -> Iterator[str]:
+    rng = random.Random(19)
+    yield from ("", "x", "a b", " a", "a ", "a\tb", "a\x01b", "a\x7fb", "caf\xe9", "a" * 300,
+                "0f" * 16, "a\rb", "a\nb", "a:b", "\t")
+    for _ in range(300):
+        alphabet = "0123456789abcdef -_\t:\x00\xe9"
+        yield "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+
+
+def test_a_balancers_request_id_is_cut_like_the_key() -> None:
+    # nginx gives every request its own ID: without the cut no head behind it is ever known.
+    key_first = NGINX.replace(f"X-Request-ID: {REQUEST_ID}\r\n", "").replace(
+        "\r\n\r\n", f"\r\nX-Request-ID: {REQUEST_ID}\r\n\r\n")
+    for text in (NGINX, key_first):
+        upgrade.remember(parse_request(text.encode()))
+        assert quick(text.encode()) is not None
+    assert len(upgrade.heads) == 2
+    remembered = upgrade.read_plain(NGINX.encode())
+    assert remembered is not None
+    known = 0
+    for text in (NGINX, key_first):
+        for n, rid in enumerate(request_ids()):
+            key = base64.b64encode(n.to_bytes(16, "big")).decode()
+            head = text.replace(REQUEST_ID, rid).replace(KEY, key).encode("latin-1")
+            verdict = library(head)
+            read = upgrade.read_plain(head)
+            found = upgrade.known_head(head)
+            if found is None:
+                # Not from memory only where the head is not plain (read, then the library).
+                assert read is None, rid
+                continue
+            known += 1
+            assert read is not None, rid  # from memory: a plain head, as httptools reads it
+            assert found[1] == verdict, rid
+            for name in ("Host", "Origin", "X-Forwarded-For"):
+                assert found[0].get_all(name) == read.get_all(name) == remembered.get_all(name)
+            assert found[0].target == read.target
+    assert known > 150

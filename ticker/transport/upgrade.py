@@ -24,13 +24,16 @@ and reads it as `read_plain` does (the same header values, in the same order); w
 plain (obsolete line folding, bytes above 127, bare CR or LF, a space before the colon, ...)
 is left to httptools' judgement.
 
-A plain head answered that way is remembered without its key's value (`remember_head`): a
-later head that is the same byte for byte but for a key that passes the check (a browser
-reconnecting, the next reader of the same page) is answered from it (`known_head`) without
-being read again. Everything else about such a head is the same as the one remembered:
-its request line, every header, and so the library's verdict and what the server checks
-(the target, `Host`, `Origin`, `X-Forwarded-For`); a key that passes is 24 base64 characters,
-which keep a plain head plain.
+A plain head answered that way is remembered without the values nobody's verdict reads
+(`remember_head`): its `Sec-WebSocket-Key`, which differs for every reader, and the
+`X-Request-ID` a balancer adds to every request (deploy/nginx.conf does), each cut where
+browsers and nginx spell the header. A later head that is the same byte for byte but for
+those values (the next reader of the same page) is answered from it (`known_head`) without
+being read again, if its key passes the check and its request ID is a plain value. The cut
+is remembered with where it was made, so everything else of such a head is the remembered
+one's: its request line, every other header, and so the library's verdict and what the
+server checks (the target, `Host`, `Origin`, `X-Forwarded-For`). A key that passes is 24
+base64 characters and a plain value is plain, so the head is as plain as the one remembered.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ JUDGED: Final = ("connection", "upgrade", "sec-websocket-version", "origin",
                  "sec-websocket-protocol", "sec-websocket-extensions")
 MAX_SHAPES: Final = 256  # kinds of request remembered; more are judged by the library each time
 KEY_LINE: Final = b"\r\nSec-WebSocket-Key: "  # as browsers and the usual clients spell it
+ID_LINE: Final = b"\r\nX-Request-ID: "  # as deploy/nginx.conf spells it
+ID_VALUE: Final = re.compile(VALUE)  # a request ID that keeps a head plain (after ": ")
 MAX_HEADS: Final = 256  # heads remembered but for their key; the oldest makes way for a new one
 
 NONE: Final[list[str]] = []
@@ -62,7 +67,8 @@ Shape = tuple[tuple[str, ...], ...]
 accepted: dict[Shape, None] = {}  # the shapes the library accepted on this process
 # Heads answered the quick way, their key's value cut out: what was read of them. The key
 # read with them is the first reader's, not needed again (the server never reads it).
-heads: dict[bytes, PlainHead] = {}
+Cut = tuple[bytes, int, int]  # a head without its key's and request ID's values, and where
+heads: dict[Cut, PlainHead] = {}
 
 
 class PlainHead:
@@ -132,31 +138,50 @@ def known_accept(head: PlainHead) -> bytes | None:
     return checked_accept(keys[0].encode())
 
 
+def cut(head: bytes) -> tuple[Cut, bytes, bytes] | None:
+    """`head` without the values of its first `KEY_LINE` and `ID_LINE` and where they were
+    (-1: no request ID), then those values; None: no `KEY_LINE`, the head is only read."""
+    k = head.find(KEY_LINE)
+    if k < 0:
+        return None
+    k += len(KEY_LINE)
+    k_end = head.find(b"\r\n", k)
+    r = head.find(ID_LINE)
+    if r < 0:
+        return (head[:k] + head[k_end:], k, -1), head[k:k_end], b""
+    r += len(ID_LINE)
+    r_end = head.find(b"\r\n", r)
+    if r < k:
+        return ((head[:r] + head[r_end:k] + head[k_end:], k - (r_end - r), r),
+                head[k:k_end], head[r:r_end])
+    return ((head[:k] + head[k_end:r] + head[r_end:], k, r - (k_end - k)),
+            head[k:k_end], head[r:r_end])
+
+
 def known_head(head: bytes) -> tuple[PlainHead, bytes] | None:
     """What was read of a head remembered by `remember_head` that `head` equals but for its
-    key, and `head`'s accept key, if its key passes the library's check; None: read `head`."""
-    start = head.find(KEY_LINE)
-    if start < 0:
+    key and request ID, and `head`'s accept key, if its key passes the library's check and
+    its request ID is plain; None: read `head`."""
+    parts = cut(head)
+    if parts is None:
         return None
-    start += len(KEY_LINE)
-    end = head.find(b"\r\n", start)
-    read = heads.get(head[:start] + head[end:])
-    if read is None:
+    read = heads.get(parts[0])
+    if read is None or (parts[2] and ID_VALUE.fullmatch(parts[2]) is None):
         return None
-    accept = checked_accept(head[start:end])
+    accept = checked_accept(parts[1])
     return None if accept is None else (read, accept)
 
 
 def remember_head(head: bytes, read: PlainHead) -> None:
     """`head` was read as `read` and answered the quick way (`known_accept`): heads that equal
-    it but for the key are answered from now on without being read (module docstring)."""
-    start = head.find(KEY_LINE)
-    if start < 0:
+    it but for the key and request ID are answered from now on without being read (module
+    docstring)."""
+    parts = cut(head)
+    if parts is None:
         return
-    start += len(KEY_LINE)
     if len(heads) >= MAX_HEADS:
         del heads[next(iter(heads))]
-    heads[head[:start] + head[head.find(b"\r\n", start):]] = read
+    heads[parts[0]] = read
 
 
 def checked_accept(key: bytes) -> bytes | None:
