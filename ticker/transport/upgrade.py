@@ -60,14 +60,15 @@ MAX_SHAPES: Final = 256  # kinds of request remembered; more are judged by the l
 KEY_LINE: Final = b"\r\nSec-WebSocket-Key: "  # as browsers and the usual clients spell it
 ID_LINE: Final = b"\r\nX-Request-ID: "  # as deploy/nginx.conf spells it
 ID_VALUE: Final = re.compile(VALUE)  # a request ID that keeps a head plain (after ": ")
-MAX_HEADS: Final = 256  # heads remembered but for their key; the oldest makes way for a new one
+MAX_HEADS: Final = 256  # heads remembered (`heads`); the oldest makes way for a new one
 
 NONE: Final[list[str]] = []
 Shape = tuple[tuple[str, ...], ...]
 accepted: dict[Shape, None] = {}  # the shapes the library accepted on this process
-# Heads answered the quick way, their key's value cut out: what was read of them. The key
-# read with them is the first reader's, not needed again (the server never reads it).
-Cut = tuple[bytes, int, int]  # a head without its key's and request ID's values, and where
+# Heads answered the quick way, their key's and request ID's values cut out: what was read
+# of them. The key and request ID read with them are the first reader's, not needed again
+# (a websocket's checks read neither).
+Cut = tuple[bytes, int, int]  # a head without those two values, and where they were
 heads: dict[Cut, PlainHead] = {}
 
 

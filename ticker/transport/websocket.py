@@ -11,8 +11,9 @@ ServerProtocol`), driven from here the way its documentation describes:
   is done here: the `Host` header (RFC 6455 4.1), whether this node is serving, the path and
   channel, the origin, the per-address cap, and `Sec-WebSocket-Version: 13` on a version we do
   not speak (section 4.4). A plain request of a kind the library has accepted before on this
-  process skips the parse and the library's checks (ticker.transport.upgrade: the same
-  answer, for a fraction of the cost when readers arrive one by one).
+  process skips the parse and the library's checks, and one seen before but for its key
+  is not read again (ticker.transport.upgrade: the same answer, for a fraction of the cost
+  when readers arrive one by one).
 - **Every inbound frame.** A `ServerProtocol` in the OPEN state parses what the client sends:
   masking, reserved bits, opcodes, fragmentation, UTF-8, the 1 KiB message cap, close codes
   and the closing handshake. It answers pings and close frames itself, and fails the
@@ -236,8 +237,9 @@ class TickerWebSocket(ReaderConnection):
             self._frames(rest)  # frames the client sent right behind its request
 
     def _upgrade(self, head: bytes) -> None:
-        """Answer the upgrade request in `head`: the quick way when the library has accepted
-        its kind before (ticker.transport.upgrade), else the library's way."""
+        """Answer the upgrade request in `head`: from memory when it was answered before but
+        for its key and request ID, the quick way when the library has accepted its kind
+        before (ticker.transport.upgrade), else the library's way."""
         known = upgrade.known_head(head)
         if known is not None:
             self._admit(self._serving(), known[0].target, known[0].get_all, known[1])
