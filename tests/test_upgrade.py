@@ -245,16 +245,23 @@ def test_the_accept_key_is_rfc_6455s() -> None:
     assert upgrade.accept_key(KEY.encode()) == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
 
 
+def known_head(head: bytes) -> tuple[upgrade.PlainHead, bytes] | None:
+    """`head` looked up among the remembered heads, as `TickerWebSocket._upgrade` does."""
+    parts = upgrade.cut(head)
+    return None if parts is None else upgrade.known_head(parts)
+
+
 def quick(head: bytes) -> bytes | None:
     """The websocket's quick way (`TickerWebSocket._upgrade`): from a remembered head, else
     read and judged by shape, then remembered."""
-    known = upgrade.known_head(head)
+    known = known_head(head)
     if known is not None:
         return known[1]
     read = upgrade.read_plain(head)
     accept = None if read is None else upgrade.known_accept(read)
-    if read is not None and accept is not None:
-        upgrade.remember_head(head, read)
+    parts = upgrade.cut(head)
+    if read is not None and accept is not None and parts is not None:
+        upgrade.remember_head(parts[0], read)
     return accept
 
 
@@ -268,7 +275,7 @@ def test_a_head_remembered_but_for_its_key_is_answered_as_the_library_answers() 
         for key in keys():
             head = text.replace(KEY, key).encode("latin-1")
             verdict = library(head)
-            known = upgrade.known_head(head)
+            known = known_head(head)
             if isinstance(verdict, bytes):
                 accepted += 1
                 # A key with spaces in it is read again (it is not plain).
@@ -293,9 +300,9 @@ def test_a_head_that_differs_in_more_than_its_key_is_read_again() -> None:
     other = "AAAAAAAAAAAAAAAAAAAAAA=="
     changed = [text for text in variants() if text not in READERS]
     for text in changed:
-        assert upgrade.known_head(text.encode("latin-1")) is None, text
+        assert known_head(text.encode("latin-1")) is None, text
         # The same change with another key: not from memory either.
-        assert upgrade.known_head(text.replace(KEY, other).encode("latin-1")) is None, text
+        assert known_head(text.replace(KEY, other).encode("latin-1")) is None, text
     # Each answered the quick way (and so remembered) as the library answers it; a head seen
     # again (the corpus repeats some) then from memory, alike.
     answered = 0
@@ -309,7 +316,7 @@ def test_a_head_that_differs_in_more_than_its_key_is_read_again() -> None:
     # The key spelled otherwise than browsers spell it: never from memory.
     for spelling in ("sec-websocket-key: ", "Sec-WebSocket-Key:", "Sec-WebSocket-Key:  "):
         head = LOADGEN.replace("Sec-WebSocket-Key: ", spelling).encode()
-        assert upgrade.known_head(head) is None, spelling
+        assert known_head(head) is None, spelling
 
 
 def test_the_heads_kept_are_bounded_and_the_oldest_goes_first() -> None:
@@ -321,8 +328,8 @@ def test_the_heads_kept_are_bounded_and_the_oldest_goes_first() -> None:
     assert len(upgrade.heads) == upgrade.MAX_HEADS
     newest = LOADGEN.replace("/ws/en", targets[-1]).replace(KEY, "A" * 22 + "==").encode()
     oldest = LOADGEN.replace("/ws/en", targets[0]).replace(KEY, "A" * 22 + "==").encode()
-    assert upgrade.known_head(newest) is not None
-    assert upgrade.known_head(oldest) is None
+    assert known_head(newest) is not None
+    assert known_head(oldest) is None
 
 
 def request_ids() -> Iterator[str]:
@@ -351,7 +358,7 @@ def test_a_balancers_request_id_is_cut_like_the_key() -> None:
             head = text.replace(REQUEST_ID, rid).replace(KEY, key).encode("latin-1")
             verdict = library(head)
             read = upgrade.read_plain(head)
-            found = upgrade.known_head(head)
+            found = known_head(head)
             if found is None:
                 # Not from memory only where the head is not plain (read, then the library).
                 assert read is None, rid

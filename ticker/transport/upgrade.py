@@ -159,13 +159,10 @@ def cut(head: bytes) -> tuple[Cut, bytes, bytes] | None:
             head[k:k_end], head[r:r_end])
 
 
-def known_head(head: bytes) -> tuple[PlainHead, bytes] | None:
-    """What was read of a head remembered by `remember_head` that `head` equals but for its
-    key and request ID, and `head`'s accept key, if its key passes the library's check and
-    its request ID is plain; None: read `head`."""
-    parts = cut(head)
-    if parts is None:
-        return None
+def known_head(parts: tuple[Cut, bytes, bytes]) -> tuple[PlainHead, bytes] | None:
+    """For a head's `cut`: what was read of the head remembered by `remember_head` that it
+    equals but for its key and request ID, and its accept key, if its key passes the
+    library's check and its request ID is plain; None: read the head."""
     read = heads.get(parts[0])
     if read is None or (parts[2] and ID_VALUE.fullmatch(parts[2]) is None):
         return None
@@ -173,16 +170,13 @@ def known_head(head: bytes) -> tuple[PlainHead, bytes] | None:
     return None if accept is None else (read, accept)
 
 
-def remember_head(head: bytes, read: PlainHead) -> None:
-    """`head` was read as `read` and answered the quick way (`known_accept`): heads that equal
-    it but for the key and request ID are answered from now on without being read (module
-    docstring)."""
-    parts = cut(head)
-    if parts is None:
-        return
+def remember_head(kept: Cut, read: PlainHead) -> None:
+    """The head whose `cut` is `kept` was read as `read` and answered the quick way
+    (`known_accept`): heads that equal it but for the key and request ID are answered from
+    now on without being read (module docstring)."""
     if len(heads) >= MAX_HEADS:
         del heads[next(iter(heads))]
-    heads[parts[0]] = read
+    heads[kept] = read
 
 
 def checked_accept(key: bytes) -> bytes | None:

@@ -240,14 +240,16 @@ class TickerWebSocket(ReaderConnection):
         """Answer the upgrade request in `head`: from memory when it was answered before but
         for its key and request ID, the quick way when the library has accepted its kind
         before (ticker.transport.upgrade), else the library's way."""
-        known = upgrade.known_head(head)
+        parts = upgrade.cut(head)  # cut once: looked up, then kept if it is read below
+        known = None if parts is None else upgrade.known_head(parts)
         if known is not None:
             self._admit(self._serving(), known[0].target, known[0].get_all, known[1])
             return
         read = upgrade.read_plain(head)
         accept = None if read is None else upgrade.known_accept(read)
         if read is not None and accept is not None:
-            upgrade.remember_head(head, read)
+            if parts is not None:
+                upgrade.remember_head(parts[0], read)
             self._admit(self._serving(), read.target, read.get_all, accept)
             return
         try:
